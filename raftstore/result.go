@@ -1,0 +1,21 @@
+package raftstore
+
+import (
+	"github.com/regionkv/regionkv/proto/errorpb"
+	"github.com/regionkv/regionkv/proto/raft_cmdpb"
+)
+
+// Result is the outcome of a command. A region error, if any, is in
+// Resp.Header.Error. Snap is set only for a successful Snap request; whoever
+// receives it must Close it.
+type Result struct {
+	Resp *raft_cmdpb.RaftCmdResponse
+	Snap *RegionSnapshot
+}
+
+// RegionError returns the region error of the result, or nil.
+func (r Result) RegionError() *errorpb.Error { return r.Resp.GetHeader().GetError() }
+
+// Callback receives a command's Result. It is called exactly once, from a
+// raft worker, and must not block.
+type Callback func(Result)
