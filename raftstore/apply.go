@@ -1,0 +1,187 @@
+package raftstore
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/gogo/protobuf/proto"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/proto/raft_cmdpb"
+)
+
+// kvWriter is the kv DB write transaction of one worker round: every peer the
+// worker touched applies its committed entries into it, and it commits once.
+// Reads through it see its own pending writes, so a DeleteRange sees the
+// Puts applied before it in the same round.
+//
+// A round too big for one Badger transaction is committed in parts. That is
+// safe because applying raw KV commands is idempotent: after a crash the
+// entries past the durable RaftApplyState are applied again on top.
+type kvWriter struct {
+	db  *badger.DB
+	txn *badger.Txn
+}
+
+func newKVWriter(db *badger.DB) *kvWriter { return &kvWriter{db: db} }
+
+func (w *kvWriter) ensure() {
+	if w.txn == nil {
+		w.txn = w.db.NewTransaction(true)
+	}
+}
+
+func (w *kvWriter) set(key, val []byte) { w.write(key, val, false) }
+func (w *kvWriter) delete(key []byte)   { w.write(key, nil, true) }
+
+func (w *kvWriter) setMsg(key []byte, msg proto.Message) {
+	val, err := proto.Marshal(msg)
+	if err != nil {
+		panic(fmt.Sprintf("raftstore: marshal %T: %v", msg, err))
+	}
+	w.set(key, val)
+}
+
+func (w *kvWriter) write(key, val []byte, del bool) {
+	w.ensure()
+	for attempt := 0; ; attempt++ {
+		var err error
+		if del {
+			err = w.txn.Delete(key)
+		} else {
+			err = w.txn.Set(key, val)
+		}
+		if err == nil {
+			return
+		}
+		if errors.Is(err, badger.ErrTxnTooBig) && attempt == 0 {
+			w.commit()
+			w.ensure()
+			continue
+		}
+		fatalf("kv write of %d bytes: %v", len(key)+len(val), err)
+	}
+}
+
+// deleteRange deletes every key in [lo, hi).
+func (w *kvWriter) deleteRange(lo, hi []byte) {
+	w.ensure()
+	var keys [][]byte
+	it := engine.NewRangeIter(w.txn, lo, hi, false, true)
+	for ; it.Valid(); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	for _, k := range keys {
+		w.delete(k)
+	}
+}
+
+// commit makes the round's writes visible. It does not fsync: the raft log,
+// already durable, can replay them.
+func (w *kvWriter) commit() {
+	if w.txn == nil {
+		return
+	}
+	err := w.txn.Commit()
+	w.txn = nil
+	if err != nil {
+		fatalf("kv commit: %v", err)
+	}
+}
+
+// fatalf stops the process on a storage error: raft cannot continue past a
+// write it was told succeeded, so there is nothing safe left to do.
+func fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("raftstore: fatal storage error: "+format, args...))
+}
+
+// appliedCallback is a callback to fire once the round's kv writes commit.
+type appliedCallback struct {
+	cb  Callback
+	res Result
+}
+
+// applyEntries applies committed entries to the kv writer and records the
+// callbacks of proposals they answer.
+func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCallback) []appliedCallback {
+	if len(ents) == 0 {
+		return done
+	}
+	stale := func(pr *proposal) { done = append(done, appliedCallback{pr.cb, errResult(ErrStaleCommand)}) }
+	for i := range ents {
+		e := &ents[i]
+		switch e.Type {
+		case raftpb.EntryNormal:
+			if len(e.Data) == 0 {
+				// A new leader's no-op: it takes a slot any older proposal of
+				// this peer was waiting for.
+				p.proposals.resolve(e.Index, e.Term, 0, false, stale)
+				break
+			}
+			proposer, seq, cmd, err := decodeProposal(e.Data)
+			if err != nil {
+				panic(fmt.Sprintf("%s: undecodable committed entry %d: %v", p.ps.tag, e.Index, err))
+			}
+			resp := p.applyCommand(w, cmd)
+			ours := proposer == p.meta.Id
+			if pr := p.proposals.resolve(e.Index, e.Term, seq, ours, stale); pr != nil {
+				done = append(done, appliedCallback{pr.cb, Result{Resp: resp}})
+			}
+		default:
+			panic(fmt.Sprintf("%s: committed entry %d of type %v: conf changes are not supported yet", p.ps.tag, e.Index, e.Type))
+		}
+		p.ps.applyState.AppliedIndex = e.Index
+	}
+	w.setMsg(engine.ApplyStateKey(p.regionID()), &p.ps.applyState)
+	return done
+}
+
+// applyCommand applies a normal command. The epoch and keys are checked again:
+// the region may have changed between propose and apply.
+func (p *peer) applyCommand(w *kvWriter, cmd *raft_cmdpb.RaftCmdRequest) *raft_cmdpb.RaftCmdResponse {
+	region := p.region()
+	if err := checkEpoch(cmd, region); err != nil {
+		return errResult(err).Resp
+	}
+	if err := checkKeys(cmd, region); err != nil {
+		return errResult(err).Resp
+	}
+	resp := &raft_cmdpb.RaftCmdResponse{
+		Header:    &raft_cmdpb.RaftResponseHeader{CurrentTerm: p.rn.BasicStatus().Term},
+		Responses: make([]*raft_cmdpb.Response, 0, len(cmd.Requests)),
+	}
+	for _, r := range cmd.Requests {
+		switch r.CmdType {
+		case raft_cmdpb.CmdType_Put:
+			cf := mustCF(r.Put.Cf)
+			w.set(engine.DataKey(cf, r.Put.Key), r.Put.Value)
+			resp.Responses = append(resp.Responses, &raft_cmdpb.Response{CmdType: r.CmdType, Put: &raft_cmdpb.PutResponse{}})
+		case raft_cmdpb.CmdType_Delete:
+			cf := mustCF(r.Delete.Cf)
+			w.delete(engine.DataKey(cf, r.Delete.Key))
+			resp.Responses = append(resp.Responses, &raft_cmdpb.Response{CmdType: r.CmdType, Delete: &raft_cmdpb.DeleteResponse{}})
+		case raft_cmdpb.CmdType_DeleteRange:
+			cf := mustCF(r.DeleteRange.Cf)
+			start, end := clipToRegion(r.DeleteRange.StartKey, r.DeleteRange.EndKey, region)
+			lo, hi := engine.DataRange(cf, start, end)
+			w.deleteRange(lo, hi)
+			resp.Responses = append(resp.Responses, &raft_cmdpb.Response{CmdType: r.CmdType, DeleteRange: &raft_cmdpb.DeleteRangeResponse{}})
+		default:
+			// Reads never enter the log; checkKeys rejected anything else.
+			panic(fmt.Sprintf("%s: committed command of type %v", p.ps.tag, r.CmdType))
+		}
+	}
+	return resp
+}
+
+// mustCF maps a column family validated at propose time.
+func mustCF(cf string) byte {
+	b, err := engine.CFByte(cf)
+	if err != nil {
+		panic(fmt.Sprintf("raftstore: committed command with %v", err))
+	}
+	return b
+}

@@ -1,0 +1,462 @@
+package raftstore
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/proto/metapb"
+	"github.com/regionkv/regionkv/proto/raft_cmdpb"
+	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
+)
+
+// PeerStatus is a read-only picture of a peer, published after every worker
+// round that touched it. Tests and status pages read it from any goroutine.
+type PeerStatus struct {
+	RegionID, PeerID, StoreID uint64
+	Region                    *metapb.Region
+	RaftState                 raft.StateType
+	LeaderID, Term            uint64
+	CommitIndex, LastIndex    uint64
+	AppliedIndex              uint64
+	TruncatedIndex            uint64
+	PendingProposals          int
+	PendingReads              int
+}
+
+// IsLeader reports whether the peer was leader when the status was taken.
+func (s *PeerStatus) IsLeader() bool { return s.RaftState == raft.StateLeader }
+
+// peer is one replica of a region on this store: a RawNode, its storage and
+// the proposals and reads waiting on it.
+//
+// A peer is owned by whichever raft worker currently holds its mailbox (the
+// router hands a mailbox to one worker at a time), so its fields need no
+// locks; only status is read by other goroutines.
+type peer struct {
+	store *Store
+	meta  *metapb.Peer // this peer; immutable
+	ps    *PeerStorage
+	rn    *raft.RawNode
+	log   *slog.Logger
+
+	// peerCache maps peer ids of the region to peers, for addressing messages.
+	peerCache map[uint64]*metapb.Peer
+
+	proposals proposalQueue
+	reads     readQueue
+	// nextSeq numbers proposals and ReadIndex contexts. It starts from the
+	// wall clock so that a restarted peer never reuses a sequence number
+	// that may still be in its log.
+	nextSeq uint64
+
+	ticks    uint64 // logical ticks seen
+	isLeader bool   // as of the last SoftState
+	leaderID uint64
+
+	// Per-round state, set by collectReady and cleared by finishReady.
+	ready       raft.Ready
+	hasReady    bool
+	unreachable []uint64
+
+	status atomic.Pointer[PeerStatus]
+}
+
+func newPeer(s *Store, region *metapb.Region, meta *metapb.Peer) (*peer, error) {
+	tag := fmt.Sprintf("[region %d] peer %d", region.Id, meta.Id)
+	ps, err := newPeerStorage(s.engines, region, tag)
+	if err != nil {
+		return nil, err
+	}
+	log := s.log.With("region_id", region.Id, "peer_id", meta.Id)
+	cfg := s.cfg
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        meta.Id,
+		ElectionTick:              cfg.RaftElectionTicks,
+		HeartbeatTick:             cfg.RaftHeartbeatTicks,
+		Storage:                   ps,
+		Applied:                   ps.appliedIndex(),
+		MaxSizePerMsg:             cfg.RaftMaxSizePerMsg,
+		MaxCommittedSizePerReady:  cfg.RaftMaxCommittedSizePerReady,
+		MaxUncommittedEntriesSize: cfg.RaftMaxUncommittedSize,
+		MaxInflightMsgs:           cfg.RaftMaxInflightMsgs,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		DisableProposalForwarding: true,
+		StepDownOnRemoval:         true,
+		Logger:                    raftLogger{log},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", tag, err)
+	}
+	p := &peer{
+		store:     s,
+		meta:      meta,
+		ps:        ps,
+		rn:        rn,
+		log:       log,
+		peerCache: make(map[uint64]*metapb.Peer),
+		nextSeq:   uint64(time.Now().UnixNano()),
+	}
+	for _, pr := range region.Peers {
+		p.peerCache[pr.Id] = pr
+	}
+	p.publishStatus()
+	return p, nil
+}
+
+func (p *peer) region() *metapb.Region { return p.ps.region }
+func (p *peer) regionID() uint64       { return p.ps.region.Id }
+
+func (p *peer) seq() uint64 {
+	p.nextSeq++
+	return p.nextSeq
+}
+
+// handleMsgs steps everything the mailbox delivered this round.
+func (p *peer) handleMsgs(msgs []peerMsg) {
+	ticks := 0
+	for i := range msgs {
+		m := &msgs[i]
+		switch m.kind {
+		case peerMsgRaft:
+			p.onRaftMessage(m.raft)
+		case peerMsgCommand:
+			p.onCommand(m.cmd, m.cb)
+		case peerMsgTick:
+			ticks++
+		}
+	}
+	// A peer that fell behind gets at most maxTicksPerRound ticks per round,
+	// so a slow round never turns into a burst of elections.
+	for range min(ticks, maxTicksPerRound) {
+		p.onTick()
+	}
+	if len(p.reads.fresh) > 0 {
+		ctx := p.seq()
+		p.reads.issue(ctx, p.ticks)
+		p.rn.ReadIndex(readCtx(ctx))
+	}
+}
+
+const maxTicksPerRound = 2
+
+func (p *peer) onTick() {
+	p.rn.Tick()
+	p.ticks++
+	if p.ticks%uint64(p.store.cfg.RaftElectionTicks) != 0 {
+		return
+	}
+	// Housekeeping once per election timeout.
+	maxAge := uint64(2 * p.store.cfg.RaftElectionTicks)
+	p.reads.expire(p.ticks, maxAge, func(r pendingRead) { r.cb(errResult(errReadIndexTimeout)) })
+	p.proposals.expireUnassigned(p.ticks, 4*maxAge, func(pr *proposal) { pr.cb(noAnswer(ErrProposalUnknown)) })
+}
+
+// onRaftMessage validates a message from the network and steps it. Anything
+// malformed is dropped with a log line: a bad message must never reach a
+// raft invariant check, which would panic the store.
+func (p *peer) onRaftMessage(msg *rspb.RaftMessage) {
+	if err := p.validateRaftMessage(msg); err != nil {
+		p.log.Warn("dropping raft message", "err", err)
+		return
+	}
+	if _, ok := p.peerCache[msg.FromPeer.Id]; !ok {
+		p.peerCache[msg.FromPeer.Id] = msg.FromPeer
+	}
+	if err := p.rn.Step(*msg.Message); err != nil {
+		p.log.Debug("step raft message", "type", msg.Message.Type, "from", msg.Message.From, "err", err)
+	}
+}
+
+func (p *peer) validateRaftMessage(msg *rspb.RaftMessage) error {
+	m := msg.Message
+	switch {
+	case m == nil || msg.FromPeer == nil || msg.ToPeer == nil:
+		return fmt.Errorf("incomplete message")
+	case msg.ToPeer.Id != p.meta.Id || m.To != p.meta.Id:
+		return fmt.Errorf("message for peer %d/%d, this is peer %d", msg.ToPeer.Id, m.To, p.meta.Id)
+	case m.From != msg.FromPeer.Id || m.From == 0:
+		return fmt.Errorf("message from %d claims to be from peer %d", msg.FromPeer.Id, m.From)
+	case !p.isMember(m.From):
+		return fmt.Errorf("message from peer %d, not a member of the region", m.From)
+	}
+	switch m.Type {
+	case raftpb.MsgApp:
+		return validateAppend(m)
+	case raftpb.MsgHeartbeat:
+		// A leader sends commit = min(match, committed), and match never
+		// exceeds what this peer has durably appended.
+		if m.Commit > p.ps.raftState.LastIndex {
+			return fmt.Errorf("heartbeat commit %d beyond last index %d", m.Commit, p.ps.raftState.LastIndex)
+		}
+	case raftpb.MsgAppResp, raftpb.MsgVote, raftpb.MsgVoteResp, raftpb.MsgPreVote, raftpb.MsgPreVoteResp,
+		raftpb.MsgHeartbeatResp, raftpb.MsgTimeoutNow, raftpb.MsgTransferLeader:
+	case raftpb.MsgReadIndex, raftpb.MsgReadIndexResp:
+		if m.Type == raftpb.MsgReadIndex {
+			return nil // forwarded reads carry term 0, like proposals
+		}
+	case raftpb.MsgSnap:
+		return fmt.Errorf("snapshots are not supported yet")
+	default:
+		return fmt.Errorf("message type %v is not a network message", m.Type)
+	}
+	if m.Term == 0 {
+		return fmt.Errorf("%v with term 0", m.Type)
+	}
+	return nil
+}
+
+// validateAppend checks what raft assumes of a MsgApp: entries follow
+// (LogTerm, Index) contiguously with non-decreasing terms, none newer than
+// the message's term.
+func validateAppend(m *raftpb.Message) error {
+	prevIndex, prevTerm := m.Index, m.LogTerm
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if e.Index != prevIndex+1 || e.Term < prevTerm {
+			return fmt.Errorf("MsgApp entry (%d, %d) does not follow (%d, %d)", e.Index, e.Term, prevIndex, prevTerm)
+		}
+		prevIndex, prevTerm = e.Index, e.Term
+	}
+	if m.Term < prevTerm {
+		return fmt.Errorf("MsgApp of term %d carries entries of term %d", m.Term, prevTerm)
+	}
+	return nil
+}
+
+func (p *peer) isMember(peerID uint64) bool {
+	for _, pr := range p.region().Peers {
+		if pr.Id == peerID {
+			return true
+		}
+	}
+	return false
+}
+
+// onCommand checks a command and proposes it (writes) or queues it for the
+// next ReadIndex round (reads).
+func (p *peer) onCommand(req *raft_cmdpb.RaftCmdRequest, cb Callback) {
+	if err := p.checkCommand(req); err != nil {
+		cb(errResult(err))
+		return
+	}
+	if isReadCommand(req) {
+		p.reads.fresh = append(p.reads.fresh, pendingRead{req: req, cb: cb})
+		return
+	}
+	if req.AdminRequest != nil {
+		cb(errResult(fmt.Errorf("admin command %v is not supported yet", req.AdminRequest.CmdType)))
+		return
+	}
+	seq := p.seq()
+	data, err := encodeProposal(p.meta.Id, seq, req)
+	if err != nil {
+		cb(errResult(err))
+		return
+	}
+	if limit := p.store.cfg.RaftEntryMaxSize; uint64(len(data)) > limit {
+		cb(errResult(&EntryTooLargeError{RegionID: p.regionID(), Size: uint64(len(data))}))
+		return
+	}
+	if err := p.rn.Propose(data); err != nil {
+		// Dropped, so nothing was appended and the command did not happen.
+		cb(errResult(p.proposeDroppedError()))
+		return
+	}
+	p.proposals.add(&proposal{seq: seq, tick: p.ticks, cb: cb})
+}
+
+// proposeDroppedError explains why raft refused a proposal.
+func (p *peer) proposeDroppedError() error {
+	st := p.rn.BasicStatus()
+	switch {
+	case st.RaftState != raft.StateLeader:
+		return &NotLeaderError{RegionID: p.regionID(), Leader: p.peerCache[st.Lead]}
+	case st.LeadTransferee != 0:
+		return &ServerIsBusyError{Reason: fmt.Sprintf("region %d: leader transfer to peer %d in progress", p.regionID(), st.LeadTransferee)}
+	default:
+		return &ServerIsBusyError{Reason: fmt.Sprintf("region %d: too many uncommitted log entries", p.regionID())}
+	}
+}
+
+// isReadCommand reports whether req only reads (Snap or Get requests).
+func isReadCommand(req *raft_cmdpb.RaftCmdRequest) bool {
+	if req.AdminRequest != nil || len(req.Requests) == 0 {
+		return false
+	}
+	for _, r := range req.Requests {
+		if r.CmdType != raft_cmdpb.CmdType_Snap && r.CmdType != raft_cmdpb.CmdType_Get {
+			return false
+		}
+	}
+	return true
+}
+
+// checkCommand runs the propose-time checks: right store and peer, leader,
+// term, epoch and key range.
+func (p *peer) checkCommand(req *raft_cmdpb.RaftCmdRequest) error {
+	h := req.Header
+	if h == nil {
+		return fmt.Errorf("command without a header")
+	}
+	if h.Peer != nil {
+		if h.Peer.StoreId != 0 && h.Peer.StoreId != p.meta.StoreId {
+			return &StoreNotMatchError{RequestStoreID: h.Peer.StoreId, ActualStoreID: p.meta.StoreId}
+		}
+		if h.Peer.Id != 0 && h.Peer.Id != p.meta.Id {
+			return fmt.Errorf("region %d: request for peer %d, this is peer %d", p.regionID(), h.Peer.Id, p.meta.Id)
+		}
+	}
+	st := p.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader {
+		return &NotLeaderError{RegionID: p.regionID(), Leader: p.peerCache[st.Lead]}
+	}
+	if h.Term != 0 && h.Term != st.Term {
+		return ErrStaleCommand
+	}
+	if err := checkEpoch(req, p.region()); err != nil {
+		return err
+	}
+	return checkKeys(req, p.region())
+}
+
+// checkEpoch verifies the request's epoch against the region: normal requests
+// must match the version (a split changes which keys the region holds).
+func checkEpoch(req *raft_cmdpb.RaftCmdRequest, region *metapb.Region) error {
+	want := req.Header.RegionEpoch
+	if want == nil {
+		return &EpochNotMatchError{Msg: "request has no region epoch", Regions: []*metapb.Region{region}}
+	}
+	cur := region.RegionEpoch
+	if req.AdminRequest == nil && want.Version != cur.Version {
+		return &EpochNotMatchError{
+			Msg:     fmt.Sprintf("region %d version %d, request has %d", region.Id, cur.Version, want.Version),
+			Regions: []*metapb.Region{region},
+		}
+	}
+	return nil
+}
+
+// checkKeys verifies every key of a normal request lies in the region.
+func checkKeys(req *raft_cmdpb.RaftCmdRequest, region *metapb.Region) error {
+	for _, r := range req.Requests {
+		if err := checkCF(r); err != nil {
+			return err
+		}
+		var key []byte
+		switch r.CmdType {
+		case raft_cmdpb.CmdType_Get:
+			key = r.Get.GetKey()
+		case raft_cmdpb.CmdType_Put:
+			key = r.Put.GetKey()
+		case raft_cmdpb.CmdType_Delete:
+			key = r.Delete.GetKey()
+		case raft_cmdpb.CmdType_DeleteRange:
+			key = r.DeleteRange.GetStartKey()
+			end := r.DeleteRange.GetEndKey()
+			if len(end) > 0 && (bytes.Compare(end, key) < 0 || len(region.EndKey) > 0 && bytes.Compare(end, region.EndKey) > 0) {
+				return &KeyNotInRegionError{Key: end, Region: region}
+			}
+		case raft_cmdpb.CmdType_Snap:
+			continue
+		default:
+			return fmt.Errorf("invalid command type %v", r.CmdType)
+		}
+		if err := CheckKeyInRegion(key, region); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkCF(r *raft_cmdpb.Request) error {
+	var cf string
+	switch r.CmdType {
+	case raft_cmdpb.CmdType_Get:
+		cf = r.Get.GetCf()
+	case raft_cmdpb.CmdType_Put:
+		cf = r.Put.GetCf()
+	case raft_cmdpb.CmdType_Delete:
+		cf = r.Delete.GetCf()
+	case raft_cmdpb.CmdType_DeleteRange:
+		cf = r.DeleteRange.GetCf()
+	}
+	_, err := engine.CFByte(cf)
+	return err
+}
+
+func errResult(err error) Result {
+	return Result{Resp: &raft_cmdpb.RaftCmdResponse{Header: &raft_cmdpb.RaftResponseHeader{Error: ErrToPB(err)}}}
+}
+
+// onSoftState tracks leadership. Losing it fails every pending read (reads
+// have no side effects, so failing them is always safe); pending proposals
+// stay, since the next leader may still commit them.
+func (p *peer) onSoftState(ss *raft.SoftState) {
+	wasLeader := p.isLeader
+	p.isLeader = ss.RaftState == raft.StateLeader
+	p.leaderID = ss.Lead
+	if wasLeader && !p.isLeader {
+		err := &NotLeaderError{RegionID: p.regionID(), Leader: p.peerCache[ss.Lead]}
+		p.reads.drain(func(r pendingRead) { r.cb(errResult(err)) })
+	}
+}
+
+// send hands raft messages to the transport.
+func (p *peer) send(msgs []raftpb.Message) {
+	region := p.region()
+	for i := range msgs {
+		m := &msgs[i]
+		to := p.peerCache[m.To]
+		if to == nil {
+			p.log.Warn("no address for raft message", "to", m.To, "type", m.Type)
+			continue
+		}
+		rm := &rspb.RaftMessage{
+			RegionId:    region.Id,
+			FromPeer:    p.meta,
+			ToPeer:      to,
+			Message:     m,
+			RegionEpoch: region.RegionEpoch,
+			StartKey:    region.StartKey,
+			EndKey:      region.EndKey,
+		}
+		if err := p.store.trans.Send(rm); err != nil {
+			p.log.Debug("send raft message", "to", m.To, "type", m.Type, "err", err)
+			p.unreachable = append(p.unreachable, m.To)
+		}
+	}
+}
+
+func (p *peer) publishStatus() {
+	st := p.rn.BasicStatus()
+	p.status.Store(&PeerStatus{
+		RegionID:         p.regionID(),
+		PeerID:           p.meta.Id,
+		StoreID:          p.meta.StoreId,
+		Region:           p.region(),
+		RaftState:        st.RaftState,
+		LeaderID:         st.Lead,
+		Term:             st.Term,
+		CommitIndex:      st.Commit,
+		LastIndex:        p.ps.raftState.LastIndex,
+		AppliedIndex:     p.ps.appliedIndex(),
+		TruncatedIndex:   p.ps.truncatedIndex(),
+		PendingProposals: p.proposals.len(),
+		PendingReads:     p.reads.len(),
+	})
+}
+
+// stop fails every pending callback; the peer is not used afterwards.
+func (p *peer) stop(err error) {
+	p.proposals.drain(func(pr *proposal) { pr.cb(noAnswer(err)) })
+	p.reads.drain(func(r pendingRead) { r.cb(noAnswer(err)) })
+}

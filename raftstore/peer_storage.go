@@ -1,0 +1,240 @@
+package raftstore
+
+import (
+	"errors"
+	"fmt"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/proto/metapb"
+	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
+)
+
+// Bootstrap and split-created peers start their log at this index and term,
+// as in TiKV: the log is empty, the truncated state says (5, 5), and the
+// ConfState comes from the region. Peers created from a message start empty.
+const (
+	RaftInitLogIndex = 5
+	RaftInitLogTerm  = 5
+)
+
+// PeerStorage is one peer's raft.Storage: the raft log and RaftLocalState in
+// the raft DB, RaftApplyState in the kv DB, with the states cached in memory.
+//
+// It is owned by the raft worker that holds the peer's mailbox: raft calls it
+// only from inside RawNode methods, and the peer updates it while handling a
+// Ready. No locks.
+//
+// Invariants: truncated index <= applied index <= commit index <= last index.
+type PeerStorage struct {
+	engines *engine.Engines
+	region  *metapb.Region
+	// raftState mirrors what is durable in the raft DB once the current
+	// round's raft batch has committed.
+	raftState  rspb.RaftLocalState
+	applyState rspb.RaftApplyState
+	cache      entryCache
+	tag        string
+}
+
+var _ raft.Storage = (*PeerStorage)(nil)
+
+func newPeerStorage(engines *engine.Engines, region *metapb.Region, tag string) (*PeerStorage, error) {
+	ps := &PeerStorage{engines: engines, region: region, tag: tag}
+	err := engine.GetMsg(engines.Raft, engine.RaftStateKey(region.Id), &ps.raftState)
+	if err != nil && !errors.Is(err, engine.ErrNotFound) {
+		return nil, fmt.Errorf("%s: load raft state: %w", tag, err)
+	}
+	if ps.raftState.HardState == nil {
+		ps.raftState.HardState = &raftpb.HardState{}
+	}
+	err = engine.GetMsg(engines.KV, engine.ApplyStateKey(region.Id), &ps.applyState)
+	if err != nil && !errors.Is(err, engine.ErrNotFound) {
+		return nil, fmt.Errorf("%s: load apply state: %w", tag, err)
+	}
+	if ps.applyState.TruncatedState == nil {
+		ps.applyState.TruncatedState = &rspb.RaftTruncatedState{}
+	}
+	if err := ps.validate(); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// validate checks the invariants between the persisted states. A violation
+// means the data dir is corrupt (or was written by a buggy version); raft
+// would panic on it later with a less helpful message.
+func (ps *PeerStorage) validate() error {
+	hs, ap, tr := ps.raftState.HardState, ps.applyState.AppliedIndex, ps.applyState.TruncatedState
+	switch {
+	case tr.Index > ap:
+		return fmt.Errorf("%s: corrupt state: truncated index %d > applied index %d", ps.tag, tr.Index, ap)
+	case ap > hs.Commit:
+		return fmt.Errorf("%s: corrupt state: applied index %d > durable commit index %d", ps.tag, ap, hs.Commit)
+	case hs.Commit > ps.raftState.LastIndex:
+		return fmt.Errorf("%s: corrupt state: commit index %d > last index %d", ps.tag, hs.Commit, ps.raftState.LastIndex)
+	case ps.raftState.LastIndex < tr.Index:
+		return fmt.Errorf("%s: corrupt state: last index %d < truncated index %d", ps.tag, ps.raftState.LastIndex, tr.Index)
+	}
+	return nil
+}
+
+func (ps *PeerStorage) isInitialized() bool { return len(ps.region.Peers) > 0 }
+
+// InitialState implements raft.Storage.
+func (ps *PeerStorage) InitialState() (raftpb.HardState, raftpb.ConfState, error) {
+	if !ps.isInitialized() {
+		return raftpb.HardState{}, raftpb.ConfState{}, nil
+	}
+	return *ps.raftState.HardState, confStateFromRegion(ps.region), nil
+}
+
+func confStateFromRegion(region *metapb.Region) raftpb.ConfState {
+	var cs raftpb.ConfState
+	for _, p := range region.Peers {
+		if p.Role == metapb.PeerRole_Learner {
+			cs.Learners = append(cs.Learners, p.Id)
+		} else {
+			cs.Voters = append(cs.Voters, p.Id)
+		}
+	}
+	return cs
+}
+
+func (ps *PeerStorage) truncatedIndex() uint64 { return ps.applyState.TruncatedState.Index }
+func (ps *PeerStorage) truncatedTerm() uint64  { return ps.applyState.TruncatedState.Term }
+func (ps *PeerStorage) appliedIndex() uint64   { return ps.applyState.AppliedIndex }
+
+// FirstIndex implements raft.Storage.
+func (ps *PeerStorage) FirstIndex() (uint64, error) { return ps.truncatedIndex() + 1, nil }
+
+// LastIndex implements raft.Storage.
+func (ps *PeerStorage) LastIndex() (uint64, error) { return ps.raftState.LastIndex, nil }
+
+// Term implements raft.Storage. It answers for [FirstIndex()-1, LastIndex()].
+func (ps *PeerStorage) Term(i uint64) (uint64, error) {
+	switch {
+	case i == ps.truncatedIndex():
+		return ps.truncatedTerm(), nil
+	case i < ps.truncatedIndex():
+		return 0, raft.ErrCompacted
+	case i > ps.raftState.LastIndex:
+		return 0, raft.ErrUnavailable
+	case i == ps.raftState.LastIndex:
+		return ps.raftState.LastTerm, nil
+	}
+	if t, ok := ps.cache.term(i); ok {
+		return t, nil
+	}
+	ents, err := ps.Entries(i, i+1, 0)
+	if err != nil {
+		return 0, err
+	}
+	return ents[0].Term, nil
+}
+
+// Entries implements raft.Storage: it returns [lo, hi), at least one entry,
+// and no more than maxSize bytes unless the first alone exceeds it (raft's
+// limitSize rule). The returned slice is fresh.
+func (ps *PeerStorage) Entries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
+	if lo <= ps.truncatedIndex() {
+		return nil, raft.ErrCompacted
+	}
+	if hi > ps.raftState.LastIndex+1 || lo >= hi {
+		// raft never asks for this; answering ErrUnavailable makes it panic
+		// with a clear message, which is what a broken invariant deserves.
+		return nil, raft.ErrUnavailable
+	}
+	if ents, ok := ps.cache.slice(lo, hi, maxSize); ok {
+		return ents, nil
+	}
+	return ps.loadEntries(lo, hi, maxSize)
+}
+
+func (ps *PeerStorage) loadEntries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
+	ents := make([]raftpb.Entry, 0, min(hi-lo, 64))
+	var size uint64
+	txn := ps.engines.Raft.NewTransaction(false)
+	defer txn.Discard()
+	it := engine.NewRangeIter(txn, engine.RaftLogKey(ps.region.Id, lo), engine.RaftLogKey(ps.region.Id, hi), false, false)
+	defer it.Close()
+	next, limited := lo, false
+	for ; it.Valid(); it.Next() {
+		var e raftpb.Entry
+		if err := it.Item().Value(e.Unmarshal); err != nil {
+			panic(fmt.Sprintf("%s: decode raft log entry at %d: %v", ps.tag, next, err))
+		}
+		if e.Index != next {
+			// A hole in the log below LastIndex: the raft DB lost data.
+			panic(fmt.Sprintf("%s: raft log hole: want entry %d, found %d", ps.tag, next, e.Index))
+		}
+		size += uint64(e.Size())
+		if len(ents) > 0 && size > maxSize {
+			limited = true
+			break
+		}
+		ents = append(ents, e)
+		next++
+	}
+	if !limited && next < hi {
+		panic(fmt.Sprintf("%s: raft log entries [%d, %d) missing (last index %d)", ps.tag, next, hi, ps.raftState.LastIndex))
+	}
+	return ents, nil
+}
+
+// Snapshot implements raft.Storage. Snapshots are generated in the
+// background; until one is ready raft is told to retry later.
+func (ps *PeerStorage) Snapshot() (raftpb.Snapshot, error) {
+	return raftpb.Snapshot{}, raft.ErrSnapshotTemporarilyUnavailable
+}
+
+// appendEntries adds rd.Entries to the raft batch, deleting any persisted
+// entries past the new last index (a conflicting tail), and updates the
+// cached last index and term.
+func (ps *PeerStorage) appendEntries(wb *engine.WriteBatch, ents []raftpb.Entry) {
+	if len(ents) == 0 {
+		return
+	}
+	regionID := ps.region.Id
+	for i := range ents {
+		wb.SetMsg(engine.RaftLogKey(regionID, ents[i].Index), &ents[i])
+	}
+	last := ents[len(ents)-1]
+	for i := last.Index + 1; i <= ps.raftState.LastIndex; i++ {
+		wb.Delete(engine.RaftLogKey(regionID, i))
+	}
+	ps.raftState.LastIndex, ps.raftState.LastTerm = last.Index, last.Term
+	ps.cache.append(ents)
+}
+
+// saveReadyState writes the raft side of a Ready into wb: entries, the
+// conflicting tail deletion, HardState and RaftLocalState, all in one batch.
+// It reports whether anything was written.
+func (ps *PeerStorage) saveReadyState(wb *engine.WriteBatch, rd *raft.Ready) bool {
+	if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
+		return false
+	}
+	ps.appendEntries(wb, rd.Entries)
+	if !raft.IsEmptyHardState(rd.HardState) {
+		hs := rd.HardState
+		ps.raftState.HardState = &hs
+	}
+	wb.SetMsg(engine.RaftStateKey(ps.region.Id), &ps.raftState)
+	return true
+}
+
+// initRaftState writes the initial raft and apply state of a bootstrapped or
+// split-created region: an empty log truncated at (5, 5).
+func initRaftState(raftWB, kvWB *engine.WriteBatch, regionID uint64) {
+	raftWB.SetMsg(engine.RaftStateKey(regionID), &rspb.RaftLocalState{
+		HardState: &raftpb.HardState{Term: RaftInitLogTerm, Commit: RaftInitLogIndex},
+		LastIndex: RaftInitLogIndex,
+		LastTerm:  RaftInitLogTerm,
+	})
+	kvWB.SetMsg(engine.ApplyStateKey(regionID), &rspb.RaftApplyState{
+		AppliedIndex:   RaftInitLogIndex,
+		TruncatedState: &rspb.RaftTruncatedState{Index: RaftInitLogIndex, Term: RaftInitLogTerm},
+	})
+}

@@ -1,0 +1,111 @@
+package raftstore
+
+import (
+	"fmt"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/proto/raft_cmdpb"
+)
+
+// A worker handles the Ready of every peer it touched in a round in three
+// phases, so that all of them share one raft-DB fsync and one kv commit:
+//
+//  1. collectReady: take the Ready, let a leader send at once, and add the
+//     entries, HardState and RaftLocalState to the round's raft batch.
+//  2. (the worker commits the raft batch: one fsync for all peers)
+//     afterPersist: send the remaining messages, apply committed entries to
+//     the round's kv writer, note read states.
+//  3. (the worker commits the kv writer)
+//     finishReady: fire callbacks, serve reads, Advance.
+
+// collectReady is phase 1. It reports whether the peer has a Ready.
+func (p *peer) collectReady(raftWB *engine.WriteBatch) bool {
+	if !p.rn.HasReady() {
+		return false
+	}
+	p.ready = p.rn.Ready()
+	p.hasReady = true
+	rd := &p.ready
+	if rd.SoftState != nil {
+		p.onSoftState(rd.SoftState)
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		panic(fmt.Sprintf("%s: received a raft snapshot at index %d: snapshots are not supported yet", p.ps.tag, rd.Snapshot.Metadata.Index))
+	}
+	if p.isLeader {
+		// A leader may send before its own append is durable (raft thesis
+		// §10.2.1): its self-acknowledgement is stepped only at Advance.
+		p.send(rd.Messages)
+		rd.Messages = nil
+	}
+	p.ps.saveReadyState(raftWB, rd)
+	for i := range rd.Entries {
+		e := &rd.Entries[i]
+		if e.Type != raftpb.EntryNormal {
+			continue
+		}
+		if seq, ok := proposalSeq(e.Data, p.meta.Id); ok {
+			p.proposals.assign(seq, e.Index, e.Term)
+		}
+	}
+	return true
+}
+
+// afterPersist is phase 2, run once the raft batch is durable.
+func (p *peer) afterPersist(w *kvWriter, done []appliedCallback) []appliedCallback {
+	rd := &p.ready
+	p.send(rd.Messages)
+	done = p.applyEntries(w, rd.CommittedEntries, done)
+	for _, rs := range rd.ReadStates {
+		p.reads.onReadState(rs.RequestCtx, rs.Index)
+	}
+	return done
+}
+
+// finishReady is phase 3, run once the kv writes are visible. It reports
+// whether raft has more to do (another Ready).
+func (p *peer) finishReady() bool {
+	if p.hasReady {
+		p.rn.Advance(p.ready)
+		p.ready = raft.Ready{}
+		p.hasReady = false
+	}
+	for _, id := range p.unreachable {
+		p.rn.ReportUnreachable(id)
+	}
+	p.unreachable = p.unreachable[:0]
+	p.serveReads()
+	p.ps.cache.compactTo(p.ps.appliedIndex() + 1)
+	p.publishStatus()
+	return p.rn.HasReady()
+}
+
+// serveReads answers every read whose read index has been applied, with a
+// snapshot of the kv DB taken now. The epoch is checked again: a split may
+// have been applied since the read was accepted.
+func (p *peer) serveReads() {
+	if len(p.reads.batches) == 0 {
+		return
+	}
+	ready := p.reads.takeReady(p.ps.appliedIndex(), nil)
+	region := p.region()
+	for _, r := range ready {
+		if err := checkEpoch(r.req, region); err != nil {
+			r.cb(errResult(err))
+			continue
+		}
+		resp := &raft_cmdpb.RaftCmdResponse{
+			Header: &raft_cmdpb.RaftResponseHeader{CurrentTerm: p.rn.BasicStatus().Term},
+		}
+		for _, req := range r.req.Requests {
+			resp.Responses = append(resp.Responses, &raft_cmdpb.Response{
+				CmdType: req.CmdType,
+				Snap:    &raft_cmdpb.SnapResponse{Region: region},
+			})
+		}
+		r.cb(Result{Resp: resp, Snap: newRegionSnapshot(p.store.engines.KV, region)})
+	}
+}

@@ -1,0 +1,323 @@
+package raftstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/proto/metapb"
+	"github.com/regionkv/regionkv/proto/raft_cmdpb"
+	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
+	"github.com/regionkv/regionkv/router"
+)
+
+// Transport sends raft messages to other stores. Send must not block for
+// long: it queues, and returns an error only when the message certainly
+// cannot be delivered (the peer is then reported unreachable). Flush is
+// called at the end of every worker round so that a transport that batches
+// per destination can send.
+type Transport interface {
+	Send(msg *rspb.RaftMessage) error
+	Flush()
+}
+
+// Store is one regionkv store: the peers of every region it holds, the raft
+// worker pool that drives them, and the store ticker.
+type Store struct {
+	cfg     Config
+	ident   rspb.StoreIdent
+	engines *engine.Engines
+	trans   Transport
+	router  *raftRouter
+	log     *slog.Logger
+
+	// meta is what other goroutines may read about the peers.
+	meta struct {
+		sync.RWMutex
+		peers map[uint64]*peer // by region id
+		// byStart holds the initialized regions sorted by start key; ranges
+		// never overlap.
+		byStart []*metapb.Region
+	}
+
+	started  atomic.Bool
+	stopOnce sync.Once
+	stopc    chan struct{}
+	wg       sync.WaitGroup
+}
+
+// NewStore loads a bootstrapped store from engines. It does not start it.
+func NewStore(cfg Config, engines *engine.Engines, trans Transport) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	ident, err := LoadStoreIdent(engines)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:     cfg,
+		ident:   *ident,
+		engines: engines,
+		trans:   trans,
+		router:  router.New[*peer, peerMsg, storeMsg](),
+		log:     cfg.Logger.With("store_id", ident.StoreId),
+		stopc:   make(chan struct{}),
+	}
+	s.meta.peers = make(map[uint64]*peer)
+	if err := s.loadPeers(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// loadPeers creates a peer for every region this store holds a live replica of.
+func (s *Store) loadPeers() error {
+	txn := s.engines.KV.NewTransaction(false)
+	defer txn.Discard()
+	prefix := engine.RegionStatePrefix()
+	it := engine.NewRangeIter(txn, prefix, []byte{prefix[0], prefix[1] + 1}, false, false)
+	defer it.Close()
+	for ; it.Valid(); it.Next() {
+		var st rspb.RegionLocalState
+		if err := it.Item().Value(st.Unmarshal); err != nil {
+			return fmt.Errorf("load region state %x: %w", it.Key(), err)
+		}
+		if st.State == rspb.PeerState_Tombstone {
+			continue
+		}
+		if st.State != rspb.PeerState_Normal {
+			return fmt.Errorf("region %d is in state %v, which this version cannot resume", st.Region.GetId(), st.State)
+		}
+		meta := findPeer(st.Region, s.ident.StoreId)
+		if meta == nil {
+			return fmt.Errorf("region %d has no peer on store %d but is not a tombstone", st.Region.GetId(), s.ident.StoreId)
+		}
+		p, err := newPeer(s, st.Region, meta)
+		if err != nil {
+			return err
+		}
+		s.addPeer(p)
+	}
+	s.log.Info("loaded regions", "count", len(s.meta.peers))
+	return nil
+}
+
+func findPeer(region *metapb.Region, storeID uint64) *metapb.Peer {
+	for _, p := range region.GetPeers() {
+		if p.StoreId == storeID {
+			return p
+		}
+	}
+	return nil
+}
+
+func (s *Store) addPeer(p *peer) {
+	s.meta.Lock()
+	defer s.meta.Unlock()
+	s.meta.peers[p.regionID()] = p
+	r := p.region()
+	i := sort.Search(len(s.meta.byStart), func(i int) bool {
+		return bytes.Compare(s.meta.byStart[i].StartKey, r.StartKey) >= 0
+	})
+	s.meta.byStart = append(s.meta.byStart, nil)
+	copy(s.meta.byStart[i+1:], s.meta.byStart[i:])
+	s.meta.byStart[i] = r
+}
+
+// Start registers every peer with the router and starts the workers and the
+// ticker.
+func (s *Store) Start() error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("raftstore: store already started")
+	}
+	s.meta.RLock()
+	for id, p := range s.meta.peers {
+		if err := s.router.Register(id, p); err != nil {
+			s.meta.RUnlock()
+			return fmt.Errorf("register region %d: %w", id, err)
+		}
+	}
+	s.meta.RUnlock()
+	for range s.cfg.RaftWorkers {
+		w := newRaftWorker(s)
+		s.wg.Go(w.run)
+	}
+	s.wg.Go(s.runTicker)
+	s.log.Info("store started", "workers", s.cfg.RaftWorkers, "tick", s.cfg.RaftBaseTickInterval)
+	return nil
+}
+
+// runTicker fans one store clock out to every peer as logical ticks.
+func (s *Store) runTicker() {
+	t := time.NewTicker(s.cfg.RaftBaseTickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopc:
+			return
+		case <-t.C:
+			s.router.Broadcast(peerMsg{kind: peerMsgTick})
+		}
+	}
+}
+
+// Stop stops the ticker and the workers and fails every pending command
+// with ErrStoreStopped. It does not close the engines. It is idempotent.
+func (s *Store) Stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopc)
+		s.router.Stop()
+		s.wg.Wait()
+		s.meta.Lock()
+		defer s.meta.Unlock()
+		for id, p := range s.meta.peers {
+			p.stop(ErrStoreStopped)
+			for _, m := range s.router.Close(id) {
+				if m.kind == peerMsgCommand {
+					m.cb(noAnswer(ErrStoreStopped))
+				}
+			}
+		}
+		s.log.Info("store stopped")
+	})
+}
+
+// StoreID is this store's id.
+func (s *Store) StoreID() uint64 { return s.ident.StoreId }
+
+// ClusterID is the id of the cluster this store belongs to.
+func (s *Store) ClusterID() uint64 { return s.ident.ClusterId }
+
+// Engines are the store's DBs.
+func (s *Store) Engines() *engine.Engines { return s.engines }
+
+// Propose hands a command to its region's peer. cb is called exactly once,
+// unless Propose returns an error (then never).
+func (s *Store) Propose(req *raft_cmdpb.RaftCmdRequest, cb Callback) error {
+	regionID := req.GetHeader().GetRegionId()
+	err := s.router.Send(regionID, peerMsg{kind: peerMsgCommand, cmd: req, cb: cb})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, router.ErrStopped):
+		return ErrStoreStopped
+	case errors.Is(err, router.ErrRegionNotFound):
+		return &RegionNotFoundError{RegionID: regionID}
+	}
+	return err
+}
+
+// Execute proposes a command and waits for its Result. A region error comes
+// back inside the Result; the error return is for the cases with no answer:
+// ctx done, ErrStoreStopped, ErrProposalUnknown. The caller must Close
+// res.Snap.
+func (s *Store) Execute(ctx context.Context, req *raft_cmdpb.RaftCmdRequest) (Result, error) {
+	w := &waiter{ch: make(chan Result, 1)}
+	if err := s.Propose(req, w.done); err != nil {
+		if errors.Is(err, ErrStoreStopped) {
+			return Result{}, err
+		}
+		return errResult(err), nil
+	}
+	select {
+	case res := <-w.ch:
+		return res, res.Err
+	case <-ctx.Done():
+		w.abandon()
+		return Result{}, ctx.Err()
+	}
+}
+
+// waiter turns a Callback into a channel receive that may be abandoned; a
+// Result that arrives after abandonment has its snapshot closed.
+type waiter struct {
+	ch        chan Result // capacity 1: the callback never blocks
+	abandoned atomic.Bool
+}
+
+func (w *waiter) done(res Result) {
+	w.ch <- res
+	if w.abandoned.Load() {
+		w.release()
+	}
+}
+
+func (w *waiter) abandon() {
+	w.abandoned.Store(true)
+	w.release()
+}
+
+func (w *waiter) release() {
+	select {
+	case res := <-w.ch:
+		res.Snap.Close()
+	default:
+	}
+}
+
+// OnRaftMessage hands a raft message from another store to its peer.
+func (s *Store) OnRaftMessage(msg *rspb.RaftMessage) error {
+	switch {
+	case msg == nil || msg.Message == nil:
+		return errors.New("raft message without a message")
+	case msg.RegionId == 0 || msg.ToPeer == nil || msg.FromPeer == nil:
+		return fmt.Errorf("raft message without region or peers: region %d", msg.RegionId)
+	case msg.ToPeer.StoreId != s.ident.StoreId:
+		return &StoreNotMatchError{RequestStoreID: msg.ToPeer.StoreId, ActualStoreID: s.ident.StoreId}
+	}
+	err := s.router.Send(msg.RegionId, peerMsg{kind: peerMsgRaft, raft: msg})
+	switch {
+	case errors.Is(err, router.ErrRegionNotFound):
+		return &RegionNotFoundError{RegionID: msg.RegionId}
+	case errors.Is(err, router.ErrStopped):
+		return ErrStoreStopped
+	}
+	return err
+}
+
+// RegionByKey returns the region on this store that contains key, and this
+// store's peer of it.
+func (s *Store) RegionByKey(key []byte) (*metapb.Region, *metapb.Peer, error) {
+	s.meta.RLock()
+	defer s.meta.RUnlock()
+	rs := s.meta.byStart
+	// The last region whose start key is <= key.
+	i := sort.Search(len(rs), func(i int) bool { return bytes.Compare(rs[i].StartKey, key) > 0 }) - 1
+	if i >= 0 && CheckKeyInRegion(key, rs[i]) == nil {
+		p := s.meta.peers[rs[i].Id]
+		return rs[i], p.meta, nil
+	}
+	return nil, nil, &RegionNotFoundError{}
+}
+
+// PeerStatus returns the latest status of this store's peer of a region.
+func (s *Store) PeerStatus(regionID uint64) (*PeerStatus, bool) {
+	s.meta.RLock()
+	p, ok := s.meta.peers[regionID]
+	s.meta.RUnlock()
+	if !ok {
+		return nil, false
+	}
+	return p.status.Load(), true
+}
+
+// PeerStatuses returns the status of every peer on the store.
+func (s *Store) PeerStatuses() []*PeerStatus {
+	s.meta.RLock()
+	defer s.meta.RUnlock()
+	out := make([]*PeerStatus, 0, len(s.meta.peers))
+	for _, p := range s.meta.peers {
+		out = append(out, p.status.Load())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].RegionID < out[j].RegionID })
+	return out
+}
