@@ -320,4 +320,3 @@ func (c *Cluster) EngineGet(storeID uint64, key []byte) (value []byte, found boo
 	}
 	return v, true
 }
-
