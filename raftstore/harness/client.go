@@ -28,8 +28,10 @@ const mustTimeout = 15 * time.Second
 
 const retryBackoff = 10 * time.Millisecond
 
-// route picks the store to try for key: the last known leader of the key's
-// region if it is running, else a random running store. It returns the
+// route picks the store to try for key: usually the last known leader of the
+// key's region if it is running, else a random running store. One attempt in
+// five ignores the hint, so that scenarios also knock on followers and stale
+// leaders, where a read must never be served. It returns the
 // store, the region as that store sees it, and that store's peer.
 func (c *Cluster) route(key []byte) (*raftstore.Store, *metapb.Region, *metapb.Peer, error) {
 	ids := c.StoreIDs()
@@ -46,7 +48,7 @@ func (c *Cluster) route(key []byte) (*raftstore.Store, *metapb.Region, *metapb.P
 		c.mu.Lock()
 		hint := c.leaderHint[region.Id]
 		c.mu.Unlock()
-		if hint != 0 && hint != s.StoreID() {
+		if hint != 0 && hint != s.StoreID() && c.Float() >= 0.2 {
 			if hs := c.Store(hint); hs != nil {
 				if r, p, err := hs.RegionByKey(key); err == nil {
 					return hs, r, p, nil
