@@ -57,6 +57,13 @@ func newPeerStorage(engines *engine.Engines, region *metapb.Region, tag string) 
 	if ps.applyState.TruncatedState == nil {
 		ps.applyState.TruncatedState = &rspb.RaftTruncatedState{}
 	}
+	// Commit-only HardState changes are not persisted (saveReadyState), so
+	// the durable commit index may trail the applied index. Every applied
+	// entry was committed, and is durable in the raft log (entries are
+	// synced before they can be applied), so the commit index moves up.
+	if hs := ps.raftState.HardState; ps.applyState.AppliedIndex > hs.Commit && ps.applyState.AppliedIndex <= ps.raftState.LastIndex {
+		hs.Commit = ps.applyState.AppliedIndex
+	}
 	if err := ps.validate(); err != nil {
 		return nil, err
 	}
@@ -72,7 +79,7 @@ func (ps *PeerStorage) validate() error {
 	case tr.Index > ap:
 		return fmt.Errorf("%s: corrupt state: truncated index %d > applied index %d", ps.tag, tr.Index, ap)
 	case ap > hs.Commit:
-		return fmt.Errorf("%s: corrupt state: applied index %d > durable commit index %d", ps.tag, ap, hs.Commit)
+		return fmt.Errorf("%s: corrupt state: applied index %d > commit index %d and last index %d", ps.tag, ap, hs.Commit, ps.raftState.LastIndex)
 	case hs.Commit > ps.raftState.LastIndex:
 		return fmt.Errorf("%s: corrupt state: commit index %d > last index %d", ps.tag, hs.Commit, ps.raftState.LastIndex)
 	case ps.raftState.LastIndex < tr.Index:
@@ -212,15 +219,22 @@ func (ps *PeerStorage) appendEntries(wb *engine.WriteBatch, ents []raftpb.Entry)
 // saveReadyState writes the raft side of a Ready into wb: entries, the
 // conflicting tail deletion, HardState and RaftLocalState, all in one batch.
 // It reports whether anything was written.
+//
+// A Ready that only moves the commit index (raft's MustSync is false) writes
+// nothing: the raft DB syncs every write, and that fsync would sit on every
+// command's critical path twice more (leader and followers). The commit index
+// is instead recovered on restart from the applied index, which can only be
+// ahead of the durable commit index for entries that were committed (see
+// newPeerStorage), as TiKV does with the commit index in its apply state.
 func (ps *PeerStorage) saveReadyState(wb *engine.WriteBatch, rd *raft.Ready) bool {
-	if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
-		return false
-	}
-	ps.appendEntries(wb, rd.Entries)
 	if !raft.IsEmptyHardState(rd.HardState) {
 		hs := rd.HardState
 		ps.raftState.HardState = &hs
 	}
+	if !rd.MustSync {
+		return false
+	}
+	ps.appendEntries(wb, rd.Entries)
 	wb.SetMsg(engine.RaftStateKey(ps.region.Id), &ps.raftState)
 	return true
 }
