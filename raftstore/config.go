@@ -27,7 +27,8 @@ type Config struct {
 	// not right for that; the client sees ServerIsBusy) once this many bytes
 	// are uncommitted.
 	RaftMaxUncommittedSize uint64
-	// RaftEntryMaxSize is the largest command a client may propose.
+	// RaftEntryMaxSize is the largest command a client may propose. It must
+	// hold the largest raw batch kv/server accepts (17 MiB).
 	RaftEntryMaxSize uint64
 	// RaftWorkers is the size of the raft worker pool.
 	RaftWorkers int
@@ -48,7 +49,7 @@ func DefaultConfig() Config {
 		RaftMaxInflightMsgs:          256,
 		RaftMaxCommittedSizePerReady: 16 << 20,
 		RaftMaxUncommittedSize:       128 << 20,
-		RaftEntryMaxSize:             8 << 20,
+		RaftEntryMaxSize:             24 << 20,
 		RaftWorkers:                  2,
 		RaftMaxPeersPerRound:         256,
 	}

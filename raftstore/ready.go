@@ -106,6 +106,6 @@ func (p *peer) serveReads() {
 				Snap:    &raft_cmdpb.SnapResponse{Region: region},
 			})
 		}
-		r.cb(Result{Resp: resp, Snap: newRegionSnapshot(p.store.engines.KV, region)})
+		r.cb(Result{Resp: resp, Snap: NewRegionSnapshot(p.store.engines.KV, region)})
 	}
 }

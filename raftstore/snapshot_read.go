@@ -24,7 +24,10 @@ type RegionSnapshot struct {
 // ErrSnapshotClosed is returned by reads on a closed RegionSnapshot.
 var ErrSnapshotClosed = errors.New("raftstore: region snapshot closed")
 
-func newRegionSnapshot(db *badger.DB, region *metapb.Region) *RegionSnapshot {
+// NewRegionSnapshot opens a view of region's data in db as it is now. The
+// raftstore opens one for each linearizable read; tests and tools may open
+// their own (it is linearizable only if the caller made it so).
+func NewRegionSnapshot(db *badger.DB, region *metapb.Region) *RegionSnapshot {
 	return &RegionSnapshot{region: region, txn: db.NewTransaction(false)}
 }
 

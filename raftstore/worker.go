@@ -37,6 +37,19 @@ func (w *raftWorker) run() {
 	}
 }
 
+// A round's raft batch is committed early once it grows past these.
+const (
+	raftBatchFlushBytes = 32 << 20
+	raftBatchFlushOps   = 16 << 10
+)
+
+func (w *raftWorker) commitRaftBatch() {
+	if err := w.raftWB.Commit(w.store.engines.Raft); err != nil {
+		fatalf("raft batch of %d writes, %d bytes: %v", w.raftWB.Len(), w.raftWB.Size(), err)
+	}
+	w.raftWB.Reset()
+}
+
 // round handles one batch of mailboxes. See ready.go for the phases.
 func (w *raftWorker) round() {
 	for i := range w.batches {
@@ -44,16 +57,18 @@ func (w *raftWorker) round() {
 	}
 
 	// Phase 1: collect Readies and build one raft batch.
-	w.raftWB.Reset()
 	w.ready = w.ready[:0]
 	for i := range w.batches {
 		if p := w.batches[i].FSM; p.collectReady(&w.raftWB) {
 			w.ready = append(w.ready, p)
 		}
+		if w.raftWB.Size() > raftBatchFlushBytes || w.raftWB.Len() > raftBatchFlushOps {
+			// Keep one transaction well inside Badger's limit; every peer's
+			// Ready still lands atomically.
+			w.commitRaftBatch()
+		}
 	}
-	if err := w.raftWB.Commit(w.store.engines.Raft); err != nil {
-		fatalf("raft batch: %v", err)
-	}
+	w.commitRaftBatch()
 
 	// Phase 2: send and apply.
 	w.done = w.done[:0]

@@ -49,6 +49,10 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// raftValueThreshold: raft log entries (and states) larger than this are kept
+// in the raft DB's value log rather than its LSM tree.
+const raftValueThreshold = 4 << 10
+
 // Engines are a store's raft DB and kv DB.
 type Engines struct {
 	Raft *badger.DB
@@ -88,8 +92,14 @@ func badgerOptions(path string, opts Options, raft bool) badger.Options {
 		WithNumCompactors(2).
 		WithNumGoroutines(2)
 	if raft {
-		// The raft log must be durable before a peer acknowledges it.
-		o = o.WithSyncWrites(true).WithBlockCacheSize(opts.BlockCacheSize / 8).WithCompression(0)
+		// The raft log must be durable before a peer acknowledges it. Entries
+		// past raftValueThreshold live in the value log, so that a round of
+		// large entries costs Badger's transaction size limit a pointer each
+		// and one round's raft batch always fits in one atomic transaction.
+		o = o.WithSyncWrites(true).
+			WithValueThreshold(raftValueThreshold).
+			WithBlockCacheSize(opts.BlockCacheSize / 8).
+			WithCompression(0)
 	} else {
 		o = o.WithBlockCacheSize(opts.BlockCacheSize)
 	}

@@ -19,9 +19,8 @@ import (
 // leader change): it may or may not have been applied.
 var ErrUnknownOutcome = errors.New("harness: write outcome unknown")
 
-// AttemptTimeout bounds one client attempt against one store; after it a
-// read is retried elsewhere and a write is reported as ErrUnknownOutcome.
-const AttemptTimeout = time.Second
+// DefaultAttemptTimeout is the default Options.AttemptTimeout.
+const DefaultAttemptTimeout = time.Second
 
 // mustTimeout bounds the Must helpers.
 const mustTimeout = 15 * time.Second
@@ -115,7 +114,7 @@ func (c *Cluster) write(ctx context.Context, key []byte, reqs ...*raft_cmdpb.Req
 			_ = sleepCtx(ctx, retryBackoff)
 			continue
 		}
-		actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
 		res, err := s.Execute(actx, &raft_cmdpb.RaftCmdRequest{Header: header(region, peer), Requests: reqs})
 		cancel()
 		if err != nil {
@@ -149,7 +148,7 @@ func (c *Cluster) snapshot(ctx context.Context, key []byte) (*raftstore.RegionSn
 			_ = sleepCtx(ctx, retryBackoff)
 			continue
 		}
-		actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
 		res, err := s.Execute(actx, &raft_cmdpb.RaftCmdRequest{
 			Header:   header(region, peer),
 			Requests: []*raft_cmdpb.Request{{CmdType: raft_cmdpb.CmdType_Snap, Snap: &raft_cmdpb.SnapRequest{}}},

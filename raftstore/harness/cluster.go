@@ -32,6 +32,9 @@ type Options struct {
 	Config raftstore.Config
 	// Engine sizes each store's DBs; zero means engine.SmallOptions().
 	Engine engine.Options
+	// AttemptTimeout bounds one client attempt against one store; after it
+	// a read is retried and a write reports ErrUnknownOutcome. Default 1s.
+	AttemptTimeout time.Duration
 }
 
 // ClusterID is the cluster id every harness store is bootstrapped with.
@@ -85,6 +88,9 @@ func New(t testing.TB, opts Options) *Cluster {
 		}
 	}
 	t.Logf("harness: seed %d (set REGIONKV_SEED=%d to replay)", seed, seed)
+	if opts.AttemptTimeout == 0 {
+		opts.AttemptTimeout = DefaultAttemptTimeout
+	}
 	if opts.Engine == (engine.Options{}) {
 		opts.Engine = engine.SmallOptions()
 	}

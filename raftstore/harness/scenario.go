@@ -121,7 +121,7 @@ func (c *Cluster) runClient(cl, round, nkeys int, states []keyState, rec *Record
 		k := c.Rand(nkeys)
 		key := clientKey(cl, k)
 		st := &states[k]
-		ctx, cancel := context.WithTimeout(context.Background(), 3*AttemptTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*c.opts.AttemptTimeout)
 		switch r := c.Float(); {
 		case r < 0.45:
 			value := fmt.Sprintf("c%d-r%d-s%d", cl, round, seq)

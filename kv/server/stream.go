@@ -1,0 +1,77 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/regionkv/regionkv/proto/kvpb"
+	"github.com/regionkv/regionkv/proto/raft_serverpb"
+	"github.com/regionkv/regionkv/raftstore"
+)
+
+// Raft receives raft messages from another store's transport and hands each
+// to the raftstore, in order. A message the raftstore rejects is logged and
+// skipped (raft tolerates lost messages); the stream ends when the sender
+// closes it, when it breaks, or with Unavailable when the store stops.
+func (s *Server) Raft(stream kvpb.Kv_RaftServer) error {
+	for {
+		batch, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(&raft_serverpb.Done{})
+		}
+		if err != nil {
+			// The stream broke or its context ended; err is already a gRPC
+			// status and there is no one left to tell.
+			return err
+		}
+		for _, msg := range batch.GetMsgs() {
+			if msg == nil {
+				continue
+			}
+			err := s.store.OnRaftMessage(msg)
+			if err == nil {
+				continue
+			}
+			if errors.Is(err, raftstore.ErrStoreStopped) {
+				return status.Error(codes.Unavailable, err.Error())
+			}
+			// A message for a region this store does not hold can repeat
+			// with every heartbeat; keep it out of the default log level.
+			level := slog.LevelWarn
+			var notFound *raftstore.RegionNotFoundError
+			if errors.As(err, &notFound) {
+				level = slog.LevelDebug
+			}
+			s.log.Log(stream.Context(), level, "dropped raft message", s.raftMessageAttrs(stream, msg, err)...)
+		}
+	}
+}
+
+// raftMessageAttrs describes a dropped raft message for the log.
+func (s *Server) raftMessageAttrs(stream kvpb.Kv_RaftServer, msg *raft_serverpb.RaftMessage, err error) []any {
+	attrs := []any{
+		slog.Uint64("store_id", s.store.StoreID()),
+		slog.Uint64("region_id", msg.RegionId),
+		slog.Uint64("from_peer", msg.GetFromPeer().GetId()),
+		slog.Uint64("to_peer", msg.GetToPeer().GetId()),
+	}
+	if m := msg.Message; m != nil {
+		attrs = append(attrs, slog.String("msg_type", m.Type.String()), slog.Uint64("term", m.Term))
+	}
+	if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
+		attrs = append(attrs, slog.String("remote", p.Addr.String()))
+	}
+	return append(attrs, slog.Any("err", err))
+}
+
+// Snapshot would receive a raft snapshot in chunks. Snapshots are not
+// implemented yet, so it answers Unimplemented without reading the stream.
+func (s *Server) Snapshot(stream kvpb.Kv_SnapshotServer) error {
+	return status.Error(codes.Unimplemented,
+		"regionkv: the Snapshot stream is not implemented yet: this store cannot receive raft snapshots")
+}
