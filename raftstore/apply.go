@@ -142,6 +142,9 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 // applyCommand applies a normal command. The epoch and keys are checked again:
 // the region may have changed between propose and apply.
 func (p *peer) applyCommand(w *kvWriter, cmd *raft_cmdpb.RaftCmdRequest) *raft_cmdpb.RaftCmdResponse {
+	if cmd.AdminRequest != nil {
+		return p.applyAdmin(cmd)
+	}
 	region := p.region()
 	if err := checkEpoch(cmd, region); err != nil {
 		return errResult(err).Resp

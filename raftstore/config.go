@@ -35,8 +35,34 @@ type Config struct {
 	// RaftMaxPeersPerRound caps how many peers one worker round handles, and
 	// so how many peers share one fsync.
 	RaftMaxPeersPerRound int
+	// RaftLogGCTickTicks is how often (in base ticks) a leader considers
+	// compacting its log.
+	RaftLogGCTickTicks int
+	// RaftLogGCThreshold: a compaction must free at least this many entries.
+	RaftLogGCThreshold uint64
+	// RaftLogGCCountLimit and RaftLogGCSizeLimit: past either, a leader
+	// compacts up to its applied index even if a follower still needs the
+	// entries (that follower will get a snapshot). Below them it compacts
+	// only what every follower has.
+	RaftLogGCCountLimit uint64
+	RaftLogGCSizeLimit  uint64
+	// SnapMaxConcurrentSends and SnapMaxConcurrentReceives bound snapshot
+	// transfers per store.
+	SnapMaxConcurrentSends    int
+	SnapMaxConcurrentReceives int
+	// SnapSendTimeout bounds one snapshot transfer.
+	SnapSendTimeout time.Duration
+	// SnapGCInterval is how often stale snapshot files are removed;
+	// SnapMaxAge is how old an unused file must be to go.
+	SnapGCInterval time.Duration
+	SnapMaxAge     time.Duration
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
+	// FailPoint, if set, is asked at named points of crash-sensitive code
+	// paths; returning true makes the store behave as if it crashed there
+	// (the peer stops dead; the test then restarts the store). For
+	// fault-injection tests only. Points: "snapshot-after-clear".
+	FailPoint func(name string) bool
 }
 
 // DefaultConfig returns the production defaults (DESIGN §8).
@@ -52,6 +78,15 @@ func DefaultConfig() Config {
 		RaftEntryMaxSize:             24 << 20,
 		RaftWorkers:                  2,
 		RaftMaxPeersPerRound:         256,
+		RaftLogGCTickTicks:           10,
+		RaftLogGCThreshold:           50,
+		RaftLogGCCountLimit:          20000,
+		RaftLogGCSizeLimit:           64 << 20,
+		SnapMaxConcurrentSends:       4,
+		SnapMaxConcurrentReceives:    4,
+		SnapSendTimeout:              5 * time.Minute,
+		SnapGCInterval:               time.Minute,
+		SnapMaxAge:                   10 * time.Minute,
 	}
 }
 
@@ -68,6 +103,15 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.RaftEntryMaxSize, d.RaftEntryMaxSize)
 	setDefault(&c.RaftWorkers, d.RaftWorkers)
 	setDefault(&c.RaftMaxPeersPerRound, d.RaftMaxPeersPerRound)
+	setDefault(&c.RaftLogGCTickTicks, d.RaftLogGCTickTicks)
+	setDefault(&c.RaftLogGCThreshold, d.RaftLogGCThreshold)
+	setDefault(&c.RaftLogGCCountLimit, d.RaftLogGCCountLimit)
+	setDefault(&c.RaftLogGCSizeLimit, d.RaftLogGCSizeLimit)
+	setDefault(&c.SnapMaxConcurrentSends, d.SnapMaxConcurrentSends)
+	setDefault(&c.SnapMaxConcurrentReceives, d.SnapMaxConcurrentReceives)
+	setDefault(&c.SnapSendTimeout, d.SnapSendTimeout)
+	setDefault(&c.SnapGCInterval, d.SnapGCInterval)
+	setDefault(&c.SnapMaxAge, d.SnapMaxAge)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -94,5 +138,13 @@ func (c Config) Validate() error {
 	if c.RaftBaseTickInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("raft base tick interval %v is below 1ms", c.RaftBaseTickInterval))
 	}
+	if c.SnapSendTimeout >= c.SnapMaxAge {
+		errs = append(errs, fmt.Errorf("snapshot send timeout (%v) must be below the snapshot max age (%v)", c.SnapSendTimeout, c.SnapMaxAge))
+	}
+	if c.RaftLogGCThreshold > c.RaftLogGCCountLimit {
+		errs = append(errs, fmt.Errorf("raft log gc threshold (%d) exceeds the count limit (%d)", c.RaftLogGCThreshold, c.RaftLogGCCountLimit))
+	}
 	return errors.Join(errs...)
 }
+
+func (c Config) failPoint(name string) bool { return c.FailPoint != nil && c.FailPoint(name) }

@@ -1,6 +1,8 @@
 package raftstore
 
 import (
+	"go.etcd.io/raft/v3"
+
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
 )
@@ -15,6 +17,8 @@ const (
 	peerMsgCommand
 	// peerMsgTick: one logical tick of the store clock.
 	peerMsgTick
+	// peerMsgSnapStatus: the snapshot sent to peer snapTo finished or failed.
+	peerMsgSnapStatus
 )
 
 // peerMsg is what a region mailbox carries. It is a small value type so that
@@ -24,6 +28,9 @@ type peerMsg struct {
 	raft *rspb.RaftMessage
 	cmd  *raft_cmdpb.RaftCmdRequest
 	cb   Callback
+
+	snapTo     uint64
+	snapStatus raft.SnapshotStatus
 }
 
 // storeMsgKind says which field of a storeMsg is set.

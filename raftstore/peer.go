@@ -64,17 +64,25 @@ type peer struct {
 	ready       raft.Ready
 	hasReady    bool
 	unreachable []uint64
+	pendingSnap *pendingSnapshot
+	// compacted lists raft log ranges truncated this round; their keys are
+	// deleted in the background once the round's kv writes are synced.
+	compacted []gcTask
+
+	// dead is set when a fail point simulated a crash: the peer does nothing
+	// more until its store restarts.
+	dead bool
 
 	status atomic.Pointer[PeerStatus]
 }
 
 func newPeer(s *Store, region *metapb.Region, meta *metapb.Peer) (*peer, error) {
 	tag := fmt.Sprintf("[region %d] peer %d", region.Id, meta.Id)
-	ps, err := newPeerStorage(s.engines, region, tag)
+	log := s.log.With("region_id", region.Id, "peer_id", meta.Id)
+	ps, err := newPeerStorage(s, region, tag, log)
 	if err != nil {
 		return nil, err
 	}
-	log := s.log.With("region_id", region.Id, "peer_id", meta.Id)
 	cfg := s.cfg
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:                        meta.Id,
@@ -122,6 +130,14 @@ func (p *peer) seq() uint64 {
 
 // handleMsgs steps everything the mailbox delivered this round.
 func (p *peer) handleMsgs(msgs []peerMsg) {
+	if p.dead {
+		for i := range msgs {
+			if msgs[i].kind == peerMsgCommand {
+				msgs[i].cb(noAnswer(ErrStoreStopped))
+			}
+		}
+		return
+	}
 	ticks := 0
 	for i := range msgs {
 		m := &msgs[i]
@@ -132,6 +148,8 @@ func (p *peer) handleMsgs(msgs []peerMsg) {
 			p.onCommand(m.cmd, m.cb)
 		case peerMsgTick:
 			ticks++
+		case peerMsgSnapStatus:
+			p.rn.ReportSnapshot(m.snapTo, m.snapStatus)
 		}
 	}
 	// A peer that fell behind gets at most maxTicksPerRound ticks per round,
@@ -151,6 +169,9 @@ const maxTicksPerRound = 2
 func (p *peer) onTick() {
 	p.rn.Tick()
 	p.ticks++
+	if p.ticks%uint64(p.store.cfg.RaftLogGCTickTicks) == 0 {
+		p.onRaftLogGCTick()
+	}
 	if p.ticks%uint64(p.store.cfg.RaftElectionTicks) != 0 {
 		return
 	}
@@ -204,7 +225,9 @@ func (p *peer) validateRaftMessage(msg *rspb.RaftMessage) error {
 			return nil // forwarded reads carry term 0, like proposals
 		}
 	case raftpb.MsgSnap:
-		return fmt.Errorf("snapshots are not supported yet")
+		if err := p.validateSnapshot(msg); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("message type %v is not a network message", m.Type)
 	}
@@ -428,6 +451,10 @@ func (p *peer) send(msgs []raftpb.Message) {
 			RegionEpoch: region.RegionEpoch,
 			StartKey:    region.StartKey,
 			EndKey:      region.EndKey,
+		}
+		if m.Type == raftpb.MsgSnap {
+			p.store.sendSnapshot(rm)
+			continue
 		}
 		if err := p.store.trans.Send(rm); err != nil {
 			p.log.Debug("send raft message", "to", m.To, "type", m.Type, "err", err)

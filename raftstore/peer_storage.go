@@ -3,6 +3,7 @@ package raftstore
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -30,19 +31,30 @@ const (
 // Invariants: truncated index <= applied index <= commit index <= last index.
 type PeerStorage struct {
 	engines *engine.Engines
-	region  *metapb.Region
+	snaps   *snapManager
+	// genq is the snapshot worker's queue; gen receives the snapshot being
+	// generated, nil when none is.
+	genq chan<- genTask
+	gen  <-chan genResult
+	log  *slog.Logger
+	// region is the peer's region; replaced (never mutated) on change.
+	region *metapb.Region
 	// raftState mirrors what is durable in the raft DB once the current
 	// round's raft batch has committed.
 	raftState  rspb.RaftLocalState
 	applyState rspb.RaftApplyState
 	cache      entryCache
-	tag        string
+	// logSize estimates the bytes of the log past the truncated index, for
+	// the log GC size limit. It restarts from 0 after a restart.
+	logSize uint64
+	tag     string
 }
 
 var _ raft.Storage = (*PeerStorage)(nil)
 
-func newPeerStorage(engines *engine.Engines, region *metapb.Region, tag string) (*PeerStorage, error) {
-	ps := &PeerStorage{engines: engines, region: region, tag: tag}
+func newPeerStorage(s *Store, region *metapb.Region, tag string, log *slog.Logger) (*PeerStorage, error) {
+	engines := s.engines
+	ps := &PeerStorage{engines: engines, snaps: s.snaps, genq: s.genq, log: log, region: region, tag: tag}
 	err := engine.GetMsg(engines.Raft, engine.RaftStateKey(region.Id), &ps.raftState)
 	if err != nil && !errors.Is(err, engine.ErrNotFound) {
 		return nil, fmt.Errorf("%s: load raft state: %w", tag, err)
@@ -191,12 +203,6 @@ func (ps *PeerStorage) loadEntries(lo, hi, maxSize uint64) ([]raftpb.Entry, erro
 	return ents, nil
 }
 
-// Snapshot implements raft.Storage. Snapshots are generated in the
-// background; until one is ready raft is told to retry later.
-func (ps *PeerStorage) Snapshot() (raftpb.Snapshot, error) {
-	return raftpb.Snapshot{}, raft.ErrSnapshotTemporarilyUnavailable
-}
-
 // appendEntries adds rd.Entries to the raft batch, deleting any persisted
 // entries past the new last index (a conflicting tail), and updates the
 // cached last index and term.
@@ -207,6 +213,7 @@ func (ps *PeerStorage) appendEntries(wb *engine.WriteBatch, ents []raftpb.Entry)
 	regionID := ps.region.Id
 	for i := range ents {
 		wb.SetMsg(engine.RaftLogKey(regionID, ents[i].Index), &ents[i])
+		ps.logSize += uint64(ents[i].Size())
 	}
 	last := ents[len(ents)-1]
 	for i := last.Index + 1; i <= ps.raftState.LastIndex; i++ {
@@ -231,7 +238,7 @@ func (ps *PeerStorage) saveReadyState(wb *engine.WriteBatch, rd *raft.Ready) boo
 		hs := rd.HardState
 		ps.raftState.HardState = &hs
 	}
-	if !rd.MustSync {
+	if !rd.MustSync && raft.IsEmptySnap(rd.Snapshot) {
 		return false
 	}
 	ps.appendEntries(wb, rd.Entries)

@@ -1,8 +1,6 @@
 package raftstore
 
 import (
-	"fmt"
-
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -23,7 +21,7 @@ import (
 
 // collectReady is phase 1. It reports whether the peer has a Ready.
 func (p *peer) collectReady(raftWB *engine.WriteBatch) bool {
-	if !p.rn.HasReady() {
+	if p.dead || !p.rn.HasReady() {
 		return false
 	}
 	p.ready = p.rn.Ready()
@@ -33,7 +31,7 @@ func (p *peer) collectReady(raftWB *engine.WriteBatch) bool {
 		p.onSoftState(rd.SoftState)
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		panic(fmt.Sprintf("%s: received a raft snapshot at index %d: snapshots are not supported yet", p.ps.tag, rd.Snapshot.Metadata.Index))
+		p.prepareSnapshot(&rd.Snapshot, raftWB)
 	}
 	if p.isLeader {
 		// A leader may send before its own append is durable (raft thesis
@@ -57,6 +55,12 @@ func (p *peer) collectReady(raftWB *engine.WriteBatch) bool {
 // afterPersist is phase 2, run once the raft batch is durable.
 func (p *peer) afterPersist(w *kvWriter, done []appliedCallback) []appliedCallback {
 	rd := &p.ready
+	if p.pendingSnap != nil {
+		p.finishSnapshot()
+		if p.dead {
+			return done
+		}
+	}
 	p.send(rd.Messages)
 	done = p.applyEntries(w, rd.CommittedEntries, done)
 	for _, rs := range rd.ReadStates {
@@ -68,6 +72,9 @@ func (p *peer) afterPersist(w *kvWriter, done []appliedCallback) []appliedCallba
 // finishReady is phase 3, run once the kv writes are visible. It reports
 // whether raft has more to do (another Ready).
 func (p *peer) finishReady() bool {
+	if p.dead {
+		return false
+	}
 	if p.hasReady {
 		p.rn.Advance(p.ready)
 		p.ready = raft.Ready{}

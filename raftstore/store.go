@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -23,8 +25,14 @@ import (
 // cannot be delivered (the peer is then reported unreachable). Flush is
 // called at the end of every worker round so that a transport that batches
 // per destination can send.
+//
+// SendSnapshot delivers a MsgSnap with its data (the snapshot's files,
+// concatenated) to the receiving store's ReceiveSnapshot, and returns once
+// the receiver has stored it (nil) or the transfer failed or timed out with
+// ctx. It may block for as long as the transfer takes.
 type Transport interface {
 	Send(msg *rspb.RaftMessage) error
+	SendSnapshot(ctx context.Context, msg *rspb.RaftMessage, data io.Reader) error
 	Flush()
 }
 
@@ -37,6 +45,11 @@ type Store struct {
 	trans   Transport
 	router  *raftRouter
 	log     *slog.Logger
+	snaps   *snapManager
+	genq    chan genTask
+	logGC   *logGCWorker
+	sendSem chan struct{} // bounds concurrent snapshot sends
+	recvSem chan struct{} // bounds concurrent snapshot receives
 
 	// meta is what other goroutines may read about the peers.
 	meta struct {
@@ -50,7 +63,10 @@ type Store struct {
 	started  atomic.Bool
 	stopOnce sync.Once
 	stopc    chan struct{}
-	wg       sync.WaitGroup
+	// ctx is canceled by Stop; long operations (snapshot sends) use it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // NewStore loads a bootstrapped store from engines. It does not start it.
@@ -63,6 +79,10 @@ func NewStore(cfg Config, engines *engine.Engines, trans Transport) (*Store, err
 	if err != nil {
 		return nil, err
 	}
+	snaps, err := newSnapManager(filepath.Join(engines.Dir, "snap"))
+	if err != nil {
+		return nil, err
+	}
 	s := &Store{
 		cfg:     cfg,
 		ident:   *ident,
@@ -70,8 +90,14 @@ func NewStore(cfg Config, engines *engine.Engines, trans Transport) (*Store, err
 		trans:   trans,
 		router:  router.New[*peer, peerMsg, storeMsg](),
 		log:     cfg.Logger.With("store_id", ident.StoreId),
+		snaps:   snaps,
+		genq:    make(chan genTask, snapGenQueueLen),
+		sendSem: make(chan struct{}, cfg.SnapMaxConcurrentSends),
+		recvSem: make(chan struct{}, cfg.SnapMaxConcurrentReceives),
 		stopc:   make(chan struct{}),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.logGC = newLogGCWorker(s)
 	s.meta.peers = make(map[uint64]*peer)
 	if err := s.loadPeers(); err != nil {
 		return nil, err
@@ -94,7 +120,12 @@ func (s *Store) loadPeers() error {
 		if st.State == rspb.PeerState_Tombstone {
 			continue
 		}
-		if st.State != rspb.PeerState_Normal {
+		if st.State == rspb.PeerState_Applying {
+			s.log.Info("finishing an interrupted snapshot apply", "region_id", st.Region.GetId())
+			if err := recoverApplyingSnapshot(s.engines, s.snaps, &st); err != nil {
+				return fmt.Errorf("region %d: finish applying snapshot: %w", st.Region.GetId(), err)
+			}
+		} else if st.State != rspb.PeerState_Normal {
 			return fmt.Errorf("region %d is in state %v, which this version cannot resume", st.Region.GetId(), st.State)
 		}
 		meta := findPeer(st.Region, s.ident.StoreId)
@@ -124,13 +155,56 @@ func (s *Store) addPeer(p *peer) {
 	s.meta.Lock()
 	defer s.meta.Unlock()
 	s.meta.peers[p.regionID()] = p
-	r := p.region()
+	s.insertRangeLocked(p.region())
+}
+
+// snapGenQueueLen bounds queued snapshot generations; past it raft is told
+// to retry later.
+const snapGenQueueLen = 16
+
+// updateRegion publishes a peer's new region (after a snapshot, a conf change
+// or a split) in the store's region index.
+func (s *Store) updateRegion(region *metapb.Region) {
+	s.meta.Lock()
+	defer s.meta.Unlock()
+	s.removeRangeLocked(region.Id)
+	s.insertRangeLocked(region)
+}
+
+func (s *Store) removeRangeLocked(regionID uint64) {
+	for i, r := range s.meta.byStart {
+		if r.Id == regionID {
+			s.meta.byStart = append(s.meta.byStart[:i], s.meta.byStart[i+1:]...)
+			return
+		}
+	}
+}
+
+func (s *Store) insertRangeLocked(r *metapb.Region) {
 	i := sort.Search(len(s.meta.byStart), func(i int) bool {
 		return bytes.Compare(s.meta.byStart[i].StartKey, r.StartKey) >= 0
 	})
 	s.meta.byStart = append(s.meta.byStart, nil)
 	copy(s.meta.byStart[i+1:], s.meta.byStart[i:])
 	s.meta.byStart[i] = r
+}
+
+// overlapping returns a region other than exclude whose range overlaps r's.
+func (s *Store) overlapping(r *metapb.Region, exclude uint64) *metapb.Region {
+	s.meta.RLock()
+	defer s.meta.RUnlock()
+	for _, o := range s.meta.byStart {
+		if o.Id != exclude && rangesOverlap(o, r) {
+			return o
+		}
+	}
+	return nil
+}
+
+func rangesOverlap(a, b *metapb.Region) bool {
+	aEndsBeforeB := len(a.EndKey) > 0 && bytes.Compare(a.EndKey, b.StartKey) <= 0
+	bEndsBeforeA := len(b.EndKey) > 0 && bytes.Compare(b.EndKey, a.StartKey) <= 0
+	return !aEndsBeforeB && !bEndsBeforeA
 }
 
 // Start registers every peer with the router and starts the workers and the
@@ -152,6 +226,9 @@ func (s *Store) Start() error {
 		s.wg.Go(w.run)
 	}
 	s.wg.Go(s.runTicker)
+	s.wg.Go(s.logGC.run)
+	s.wg.Go(s.runSnapGen)
+	s.wg.Go(s.runJanitor)
 	s.log.Info("store started", "workers", s.cfg.RaftWorkers, "tick", s.cfg.RaftBaseTickInterval)
 	return nil
 }
@@ -175,6 +252,7 @@ func (s *Store) runTicker() {
 func (s *Store) Stop() {
 	s.stopOnce.Do(func() {
 		close(s.stopc)
+		s.cancel()
 		s.router.Stop()
 		s.wg.Wait()
 		s.meta.Lock()

@@ -1,8 +1,10 @@
 package raftstore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"testing"
@@ -38,6 +40,20 @@ func (t *loopTransport) Send(msg *rspb.RaftMessage) error {
 	}
 	_ = s.OnRaftMessage(&cp)
 	return nil
+}
+
+func (t *loopTransport) SendSnapshot(ctx context.Context, msg *rspb.RaftMessage, data io.Reader) error {
+	t.mu.Lock()
+	s := t.stores[msg.ToPeer.StoreId]
+	t.mu.Unlock()
+	if s == nil {
+		return fmt.Errorf("store %d unreachable", msg.ToPeer.StoreId)
+	}
+	buf, err := io.ReadAll(data)
+	if err != nil {
+		return err
+	}
+	return s.ReceiveSnapshot(msg, bytes.NewReader(buf))
 }
 
 func (t *loopTransport) Flush() {}

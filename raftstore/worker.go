@@ -77,6 +77,10 @@ func (w *raftWorker) round() {
 	}
 	w.kv.commit()
 	w.store.trans.Flush()
+	for _, p := range w.ready {
+		w.store.logGC.schedule(p.compacted)
+		p.compacted = p.compacted[:0]
+	}
 
 	// Phase 3: answer and advance.
 	for _, d := range w.done {

@@ -111,8 +111,36 @@ func (e *Engines) Close() error {
 	return errors.Join(e.Raft.Close(), e.KV.Close())
 }
 
-// SyncKV makes every write to the kv DB so far durable.
-func (e *Engines) SyncKV() error { return e.KV.Sync() }
+// SyncKV makes every write to the kv DB so far durable, even against power
+// loss. Badger's DB.Sync syncs only the active memtable's write-ahead log, so
+// a write that went into a memtable which has since been rotated out (and is
+// not yet flushed to a table) would be missed; SyncKV therefore also fsyncs
+// every memtable log file (Badger names them NNNNN.mem) in the kv directory.
+func (e *Engines) SyncKV() error {
+	if err := e.KV.Sync(); err != nil {
+		return fmt.Errorf("engine: sync kv db: %w", err)
+	}
+	dir := e.KV.Opts().Dir
+	mems, err := filepath.Glob(filepath.Join(dir, "*.mem"))
+	if err != nil {
+		return err
+	}
+	for _, m := range mems {
+		f, err := os.Open(m)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // flushed to a table and deleted meanwhile: durable
+		}
+		if err != nil {
+			return fmt.Errorf("engine: sync %s: %w", m, err)
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("engine: sync %s: %w", m, err)
+		}
+	}
+	return nil
+}
 
 // GetMsg reads key from db and unmarshals it into msg. It returns ErrNotFound
 // if the key is absent.

@@ -26,9 +26,10 @@ func NewRangeIter(txn *badger.Txn, lo, hi []byte, reverse, keyOnly bool) *RangeI
 	r := &RangeIter{it: txn.NewIterator(opts), lo: lo, hi: hi, reverse: reverse}
 	if reverse {
 		if len(hi) == 0 {
-			// Badger's reverse Seek finds the largest key <= the seek key; a key
-			// of 0xff bytes longer than any of ours does for "no bound".
-			r.it.Seek(bytes.Repeat([]byte{0xff}, 64))
+			// No upper bound: in reverse, Rewind goes to the largest key. (A
+			// Seek to some "big" key such as 64 0xff bytes would skip every key
+			// above it.)
+			r.it.Rewind()
 		} else {
 			r.it.Seek(hi)
 			if r.it.Valid() && bytes.Equal(r.it.Item().Key(), hi) {

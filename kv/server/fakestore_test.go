@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 
@@ -42,6 +43,8 @@ type fakeStore struct {
 		cmds []*raft_cmdpb.RaftCmdRequest
 		// raftMsgs records every message OnRaftMessage accepted.
 		raftMsgs []*raft_serverpb.RaftMessage
+		snapMsgs []*raft_serverpb.RaftMessage
+		snapData [][]byte
 	}
 }
 
@@ -119,6 +122,22 @@ func (s *fakeStore) RegionByKey(key []byte) (*metapb.Region, *metapb.Peer, error
 		}
 	}
 	return nil, nil, &raftstore.RegionNotFoundError{}
+}
+
+// ReceiveSnapshot records the snapshot; a message for region 0 is rejected.
+func (s *fakeStore) ReceiveSnapshot(msg *raft_serverpb.RaftMessage, data io.Reader) error {
+	buf, err := io.ReadAll(data)
+	if err != nil {
+		return err
+	}
+	if msg.RegionId == 0 {
+		return errors.New("fake: snapshot without a region")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.snapMsgs = append(s.mu.snapMsgs, msg)
+	s.mu.snapData = append(s.mu.snapData, buf)
+	return nil
 }
 
 func (s *fakeStore) OnRaftMessage(msg *raft_serverpb.RaftMessage) error {

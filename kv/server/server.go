@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"time"
 
@@ -46,6 +47,10 @@ type Store interface {
 	// raftstore validates it and drops bad ones itself; the error is for
 	// logging only (raftstore.ErrStoreStopped ends the stream).
 	OnRaftMessage(msg *raft_serverpb.RaftMessage) error
+
+	// ReceiveSnapshot stores a snapshot whose files are read from data and
+	// then hands its MsgSnap to the peer.
+	ReceiveSnapshot(msg *raft_serverpb.RaftMessage, data io.Reader) error
 }
 
 // Options configures a Server. The zero value is usable.

@@ -810,15 +810,49 @@ func TestRaftStream(t *testing.T) {
 	})
 }
 
-func TestSnapshotStreamUnimplemented(t *testing.T) {
+func TestSnapshotStream(t *testing.T) {
 	e := newTestEnv(t)
-	stream, err := e.client.Snapshot(testCtx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = stream.CloseAndRecv()
-	if s, _ := status.FromError(err); s.Code() != codes.Unimplemented || !strings.Contains(s.Message(), "Snapshot") {
-		t.Errorf("snapshot stream: %v, want Unimplemented", err)
+	msg := &raft_serverpb.RaftMessage{RegionId: 1}
+	t.Run("delivered", func(t *testing.T) {
+		stream, err := e.client.Snapshot(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunks := []*raft_serverpb.SnapshotChunk{{Message: msg, Data: []byte("ab")}, {Data: []byte("cd")}, {Data: []byte("e")}}
+		for _, c := range chunks {
+			if err := stream.Send(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := stream.CloseAndRecv(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		e.store.mu.Lock()
+		defer e.store.mu.Unlock()
+		if n := len(e.store.mu.snapData); n != 1 || string(e.store.mu.snapData[0]) != "abcde" {
+			t.Fatalf("store got %d snapshots, data %q", n, e.store.mu.snapData)
+		}
+	})
+	for _, tc := range []struct {
+		name   string
+		chunks []*raft_serverpb.SnapshotChunk
+	}{
+		{"no message", []*raft_serverpb.SnapshotChunk{{Data: []byte("x")}}},
+		{"second message", []*raft_serverpb.SnapshotChunk{{Message: msg}, {Message: msg}}},
+		{"rejected by the store", []*raft_serverpb.SnapshotChunk{{Message: &raft_serverpb.RaftMessage{}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stream, err := e.client.Snapshot(testCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range tc.chunks {
+				_ = stream.Send(c)
+			}
+			if _, err := stream.CloseAndRecv(); status.Code(err) != codes.InvalidArgument {
+				t.Errorf("close: %v, want InvalidArgument", err)
+			}
+		})
 	}
 }
 

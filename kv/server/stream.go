@@ -69,9 +69,64 @@ func (s *Server) raftMessageAttrs(stream kvpb.Kv_RaftServer, msg *raft_serverpb.
 	return append(attrs, slog.Any("err", err))
 }
 
-// Snapshot would receive a raft snapshot in chunks. Snapshots are not
-// implemented yet, so it answers Unimplemented without reading the stream.
+// Snapshot receives a raft snapshot: the first chunk carries the MsgSnap, the
+// following ones the snapshot's files, concatenated. The data is streamed
+// into the raftstore, which verifies sizes and checksums, stores the files
+// and only then hands the message to the peer. The reply comes once the
+// snapshot is stored; any failure ends the stream with an error, which the
+// sender reports to raft.
 func (s *Server) Snapshot(stream kvpb.Kv_SnapshotServer) error {
-	return status.Error(codes.Unimplemented,
-		"regionkv: the Snapshot stream is not implemented yet: this store cannot receive raft snapshots")
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	msg := first.GetMessage()
+	if msg == nil {
+		return status.Error(codes.InvalidArgument, "the first snapshot chunk must carry the raft message")
+	}
+	pr, pw := io.Pipe()
+	recvErr := make(chan error, 1)
+	go func() {
+		err := s.store.ReceiveSnapshot(msg, pr)
+		pr.CloseWithError(err) // unblocks the writer below if the store gave up early
+		recvErr <- err
+	}()
+	writeErr := func() error {
+		if len(first.Data) > 0 {
+			if _, err := pw.Write(first.Data); err != nil {
+				return err
+			}
+		}
+		for {
+			chunk, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if chunk.Message != nil {
+				return status.Error(codes.InvalidArgument, "only the first snapshot chunk may carry a message")
+			}
+			if _, err := pw.Write(chunk.Data); err != nil {
+				return err
+			}
+		}
+	}()
+	pw.CloseWithError(writeErr)
+	err = <-recvErr
+	if err == nil && writeErr != nil {
+		err = writeErr
+	}
+	if err != nil {
+		s.log.Warn("snapshot rejected", "store_id", s.store.StoreID(), "region_id", msg.RegionId, "err", err)
+		if _, ok := status.FromError(err); ok {
+			return err
+		}
+		if errors.Is(err, raftstore.ErrStoreStopped) {
+			return status.Error(codes.Unavailable, err.Error())
+		}
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return stream.SendAndClose(&raft_serverpb.Done{})
 }

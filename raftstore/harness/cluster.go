@@ -233,6 +233,7 @@ func (c *Cluster) StartStore(id uint64) {
 			c.log.Debug("harness: undeliverable raft message", "store_id", id, "err", err)
 		}
 	})
+	c.net.AttachSnapshots(id, s.ReceiveSnapshot)
 	if err := s.Start(); err != nil {
 		c.t.Fatalf("harness: start store %d: %v", id, err)
 	}

@@ -1,11 +1,11 @@
-// Package harness runs regions of the real raftstore in one process for tests:
-// a simulated network between stores, and recording and linearizability
-// checking of client histories.
 package harness
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand"
 	"sync"
 	"sync/atomic"
@@ -65,6 +65,8 @@ type Network struct {
 		closed    bool
 		rng       *rand.Rand
 		endpoints map[uint64]*endpoint
+		// snapshots receives each attached store's snapshot transfers.
+		snapshots map[uint64]func(*raft_serverpb.RaftMessage, io.Reader) error
 
 		// partitioned is set by Partition; then groups maps a store to the
 		// indexes of the groups it belongs to, and two distinct stores can
@@ -88,6 +90,7 @@ func NewNetwork(seed int64) *Network {
 	n := &Network{}
 	n.mu.rng = rand.New(rand.NewSource(seed))
 	n.mu.endpoints = make(map[uint64]*endpoint)
+	n.mu.snapshots = make(map[uint64]func(*raft_serverpb.RaftMessage, io.Reader) error)
 	n.mu.isolated = make(map[uint64]bool)
 	n.mu.cuts = make(map[link]bool)
 	n.mu.timers = make(map[uint64]*time.Timer)
@@ -131,6 +134,7 @@ func (n *Network) Detach(storeID uint64) {
 	n.mu.Lock()
 	ep := n.mu.endpoints[storeID]
 	delete(n.mu.endpoints, storeID)
+	delete(n.mu.snapshots, storeID)
 	n.mu.Unlock()
 	if ep != nil {
 		ep.close()
@@ -260,6 +264,7 @@ func (n *Network) Close() {
 	endpoints := n.mu.endpoints
 	timers := n.mu.timers
 	n.mu.endpoints = make(map[uint64]*endpoint)
+	n.mu.snapshots = make(map[uint64]func(*raft_serverpb.RaftMessage, io.Reader) error)
 	n.mu.timers = make(map[uint64]*time.Timer)
 	n.mu.Unlock()
 
@@ -495,3 +500,66 @@ func (t *StoreTransport) Send(msg *raft_serverpb.RaftMessage) error {
 
 // Flush does nothing: Send hands each message to the network immediately.
 func (t *StoreTransport) Flush() {}
+
+// AttachSnapshots sets the receiver of snapshot transfers to a store (its
+// ReceiveSnapshot). Detach removes it too.
+func (n *Network) AttachSnapshots(storeID uint64, recv func(*raft_serverpb.RaftMessage, io.Reader) error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.mu.snapshots[storeID] = recv
+}
+
+// errUnreachable is what a snapshot transfer the network drops returns.
+var errUnreachable = errors.New("harness: store unreachable")
+
+// sendSnapshot moves a snapshot like a stream would: the message and the data
+// are copied, the same filters as for messages decide whether it gets
+// through (a dropped transfer fails, as a broken stream would), and the
+// receiving store's ReceiveSnapshot gets the copies.
+func (n *Network) sendSnapshot(ctx context.Context, from uint64, msg *raft_serverpb.RaftMessage, data io.Reader) error {
+	n.sent.Add(1)
+	cp, err := copyMessage(msg)
+	if err != nil {
+		n.dropped.Add(1)
+		return err
+	}
+	buf, err := io.ReadAll(data)
+	if err != nil {
+		n.dropped.Add(1)
+		return err
+	}
+	to := cp.GetToPeer().GetStoreId()
+	n.mu.Lock()
+	r, ok := n.routeLocked(from, to)
+	recv := n.mu.snapshots[to]
+	n.mu.Unlock()
+	if !ok || recv == nil {
+		n.dropped.Add(1)
+		return errUnreachable
+	}
+	for _, f := range r.filters {
+		if !f(cp) {
+			n.dropped.Add(1)
+			return errUnreachable
+		}
+	}
+	if r.delay > 0 {
+		select {
+		case <-time.After(r.delay):
+		case <-ctx.Done():
+			n.dropped.Add(1)
+			return ctx.Err()
+		}
+	}
+	if err := recv(cp, bytes.NewReader(buf)); err != nil {
+		n.dropped.Add(1)
+		return err
+	}
+	n.delivered.Add(1)
+	return nil
+}
+
+// SendSnapshot implements the snapshot half of raftstore.Transport.
+func (t *StoreTransport) SendSnapshot(ctx context.Context, msg *raft_serverpb.RaftMessage, data io.Reader) error {
+	return t.net.sendSnapshot(ctx, t.storeID, msg, data)
+}

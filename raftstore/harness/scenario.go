@@ -24,8 +24,15 @@ type ScenarioOptions struct {
 	Unreliable bool
 	// Partitions repartitions the stores at random every 200-600ms.
 	Partitions bool
-	// CrashRestart stops and restarts every store between rounds.
+	// CrashRestart stops and restarts every store between rounds, and during
+	// each round keeps crashing one random store and restarting it a little
+	// later.
 	CrashRestart bool
+	// MaxRaftLog, if set, makes the stores compact their raft logs past this
+	// many entries (so lagging and restarted followers catch up through
+	// snapshots) and checks after every round that no store keeps more than
+	// twice as many applied entries in its log.
+	MaxRaftLog uint64
 	// CheckTimeout bounds the linearizability check. Default 60s.
 	CheckTimeout time.Duration
 	// AfterRound, if set, runs after each round's faults are healed and
@@ -64,6 +71,12 @@ type keyState struct {
 func RunScenario(t *testing.T, opts ScenarioOptions) *Cluster {
 	t.Helper()
 	opts.defaults()
+	if opts.MaxRaftLog > 0 {
+		cfg := &opts.Cluster.Config
+		cfg.RaftLogGCCountLimit = opts.MaxRaftLog
+		cfg.RaftLogGCThreshold = max(1, opts.MaxRaftLog/2)
+		cfg.RaftLogGCTickTicks = 2
+	}
 	c := New(t, opts.Cluster)
 	rec := NewRecorder()
 	states := make([][]keyState, opts.Clients)
@@ -87,6 +100,9 @@ func RunScenario(t *testing.T, opts ScenarioOptions) *Cluster {
 		if opts.Partitions {
 			wg.Go(func() { c.partitionLoop(stop) })
 		}
+		if opts.CrashRestart {
+			wg.Go(func() { c.crashLoop(stop) })
+		}
 		time.Sleep(opts.RoundDuration)
 		close(stop)
 		wg.Wait()
@@ -102,6 +118,9 @@ func RunScenario(t *testing.T, opts ScenarioOptions) *Cluster {
 			opts.AfterRound(c, round)
 		}
 		c.readBack(states, rec)
+		if opts.MaxRaftLog > 0 {
+			c.CheckLogBounded(firstRegionID, 2*opts.MaxRaftLog)
+		}
 		t.Logf("round %d: %d ops acknowledged, network %+v", round, acked.Load(), c.net.Stats())
 	}
 	rec.CheckLinearizable(t, opts.CheckTimeout)
@@ -179,6 +198,34 @@ func (c *Cluster) partitionLoop(stop <-chan struct{}) {
 	}
 }
 
+// crashLoop stops a random store every 300-700ms and restarts it 100-400ms
+// later, until stop.
+func (c *Cluster) crashLoop(stop <-chan struct{}) {
+	wait := func(ms int) bool {
+		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-stop:
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	for {
+		if !wait(300 + c.Rand(400)) {
+			return
+		}
+		ids := c.StoreIDs()
+		id := ids[c.Rand(len(ids))]
+		c.StopStore(id)
+		ok := wait(100 + c.Rand(300))
+		c.StartStore(id)
+		if !ok {
+			return
+		}
+	}
+}
+
 // readBack reads every client key (recording the reads) and checks the keys
 // whose state is certain.
 func (c *Cluster) readBack(states [][]keyState, rec *Recorder) {
@@ -204,4 +251,21 @@ func (c *Cluster) readBack(states [][]keyState, rec *Recorder) {
 			}
 		}
 	}
+}
+
+// CheckLogBounded waits (up to 10s) until every running store's peer of the
+// region keeps at most limit applied entries in its raft log, i.e. log GC
+// keeps up.
+func (c *Cluster) CheckLogBounded(regionID, limit uint64) {
+	c.t.Helper()
+	c.Eventually(10*time.Second, func() error {
+		for _, id := range c.StoreIDs() {
+			st, ok := c.PeerStatus(id, regionID)
+			if ok && st.AppliedIndex-st.TruncatedIndex > limit {
+				return fmt.Errorf("store %d keeps %d applied log entries (applied %d, truncated %d), limit %d",
+					id, st.AppliedIndex-st.TruncatedIndex, st.AppliedIndex, st.TruncatedIndex, limit)
+			}
+		}
+		return nil
+	})
 }

@@ -1,0 +1,166 @@
+package harness
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/regionkv/regionkv/raftstore"
+)
+
+func lowGCConfig() raftstore.Config {
+	return raftstore.Config{RaftLogGCCountLimit: 10, RaftLogGCThreshold: 5, RaftLogGCTickTicks: 2}
+}
+
+// TestOneSnapshot: a follower cut off while the leader writes far past its
+// log GC limit can only catch up through a snapshot; it does, and it keeps
+// the data across a restart.
+func TestOneSnapshot(t *testing.T) {
+	c := New(t, Options{Stores: 3, Config: lowGCConfig()})
+	c.MustPut([]byte("k0"), []byte("v0"))
+	leader := c.WaitLeader(firstRegionID)
+	var lagger uint64
+	for _, id := range c.StoreIDs() {
+		if id != leader.StoreID {
+			lagger = id
+			break
+		}
+	}
+	c.Network().Isolate(lagger)
+	before, _ := c.PeerStatus(lagger, firstRegionID)
+	for i := 1; i <= 100; i++ {
+		c.MustPut([]byte(fmt.Sprintf("k%d", i)), []byte(fmt.Sprintf("v%d", i)))
+	}
+	// The rest of the group compacted past everything the lagger has.
+	c.Eventually(10*time.Second, func() error {
+		for _, id := range c.StoreIDs() {
+			if id == lagger {
+				continue
+			}
+			if st, _ := c.PeerStatus(id, firstRegionID); st.TruncatedIndex <= before.LastIndex {
+				return fmt.Errorf("store %d truncated only to %d; the lagger's log ends at %d", id, st.TruncatedIndex, before.LastIndex)
+			}
+		}
+		return nil
+	})
+	c.Network().Heal()
+	target, _ := c.PeerStatus(leader.StoreID, firstRegionID)
+	c.Eventually(15*time.Second, func() error {
+		st, _ := c.PeerStatus(lagger, firstRegionID)
+		if st.AppliedIndex < target.AppliedIndex {
+			return fmt.Errorf("lagger applied %d of %d", st.AppliedIndex, target.AppliedIndex)
+		}
+		return nil
+	})
+	after, _ := c.PeerStatus(lagger, firstRegionID)
+	if after.TruncatedIndex <= before.LastIndex {
+		t.Fatalf("lagger's log starts after %d, its old log ended at %d: it did not catch up by snapshot", after.TruncatedIndex, before.LastIndex)
+	}
+	for i := 0; i <= 100; i++ {
+		if v, ok := c.EngineGet(lagger, []byte(fmt.Sprintf("k%d", i))); !ok || string(v) != fmt.Sprintf("v%d", i) {
+			t.Fatalf("lagger has k%d = %q, %v", i, v, ok)
+		}
+	}
+	c.StopStore(lagger)
+	c.StartStore(lagger)
+	for i := 0; i <= 100; i++ {
+		if v, ok := c.EngineGet(lagger, []byte(fmt.Sprintf("k%d", i))); !ok || string(v) != fmt.Sprintf("v%d", i) {
+			t.Fatalf("after restart the lagger has k%d = %q, %v", i, v, ok)
+		}
+	}
+	c.CheckLogBounded(firstRegionID, 20)
+}
+
+// TestSnapshotApplyCrash kills a store after applying a snapshot cleared the
+// region's old data and before it wrote the new: on restart the store must
+// finish the job from the received files.
+func TestSnapshotApplyCrash(t *testing.T) {
+	var crashed atomicFlag
+	var lagger uint64
+	cfg := lowGCConfig()
+	cfg.FailPoint = func(name string) bool {
+		return name == "snapshot-after-clear" && crashed.setOnce()
+	}
+	c := New(t, Options{Stores: 3, Config: cfg})
+	leader := c.WaitLeader(firstRegionID)
+	for _, id := range c.StoreIDs() {
+		if id != leader.StoreID {
+			lagger = id
+			break
+		}
+	}
+	c.MustPut([]byte("old"), []byte("x"))
+	c.Eventually(5*time.Second, func() error {
+		if _, ok := c.EngineGet(lagger, []byte("old")); !ok {
+			return fmt.Errorf("lagger has not applied the first write")
+		}
+		return nil
+	})
+	c.Network().Isolate(lagger)
+	for i := range 60 {
+		c.MustPut([]byte(fmt.Sprintf("k%02d", i)), []byte("v"))
+	}
+	c.MustDelete([]byte("old"))
+	c.CheckLogBounded(firstRegionID, 20)
+	c.Network().Heal()
+	c.Eventually(15*time.Second, func() error {
+		if !crashed.isSet() {
+			return fmt.Errorf("no snapshot reached the fail point yet")
+		}
+		return nil
+	})
+	// Half-applied: the old data is gone, the new not written yet.
+	if _, ok := c.EngineGet(lagger, []byte("old")); ok {
+		t.Fatalf("fail point fired before the old data was cleared")
+	}
+	if _, ok := c.EngineGet(lagger, []byte("k00")); ok {
+		t.Fatalf("fail point fired after the new data was written")
+	}
+	c.StopStore(lagger)
+	c.StartStore(lagger)
+	for i := range 60 {
+		if _, ok := c.EngineGet(lagger, []byte(fmt.Sprintf("k%02d", i))); !ok {
+			t.Fatalf("after restart the lagger lacks k%02d", i)
+		}
+	}
+	if _, ok := c.EngineGet(lagger, []byte("old")); ok {
+		t.Fatalf("after restart the lagger still has the deleted key")
+	}
+	c.MustPut([]byte("after"), []byte("y"))
+	c.Eventually(10*time.Second, func() error {
+		if v, _ := c.EngineGet(lagger, []byte("after")); string(v) != "y" {
+			return fmt.Errorf("restarted lagger does not replicate new writes")
+		}
+		return nil
+	})
+}
+
+// The TinyKV project-2C scenarios: the log is compacted every few entries,
+// so restarted and partitioned stores catch up through snapshots.
+func TestSnapshotScenarios(t *testing.T) {
+	cases := []struct {
+		name string
+		opts ScenarioOptions
+	}{
+		{"SnapshotRecover", ScenarioOptions{Clients: 1, CrashRestart: true}},
+		{"SnapshotRecoverManyClients", ScenarioOptions{Clients: 20, CrashRestart: true}},
+		{"SnapshotUnreliable", ScenarioOptions{Clients: 5, Unreliable: true}},
+		{"SnapshotUnreliableRecover", ScenarioOptions{Clients: 5, Unreliable: true, CrashRestart: true}},
+		{"SnapshotUnreliableRecoverPartition", ScenarioOptions{Clients: 5, Unreliable: true, CrashRestart: true, Partitions: true, Cluster: Options{Stores: 5}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.MaxRaftLog = 100
+			start := time.Now()
+			RunScenario(t, tc.opts)
+			t.Logf("%s took %v", tc.name, time.Since(start))
+		})
+	}
+}
+
+// atomicFlag is set at most once.
+type atomicFlag struct{ v atomic.Bool }
+
+func (f *atomicFlag) setOnce() bool { return f.v.CompareAndSwap(false, true) }
+func (f *atomicFlag) isSet() bool   { return f.v.Load() }
