@@ -11,19 +11,19 @@ import (
 // readable as "prefix, id, suffix, index".
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
-func b(bs ...byte) []byte { return bs }
+func kb(bs ...byte) []byte { return bs }
 
 // Big-endian u64s written out by hand, so the layout tests do not reuse the
 // encoder under test.
 var (
-	be0      = b(0, 0, 0, 0, 0, 0, 0, 0)
-	be1      = b(0, 0, 0, 0, 0, 0, 0, 1)
-	be5      = b(0, 0, 0, 0, 0, 0, 0, 5)
-	be255    = b(0, 0, 0, 0, 0, 0, 0, 0xff)
-	be256    = b(0, 0, 0, 0, 0, 0, 1, 0)
-	be2p32   = b(0, 0, 0, 1, 0, 0, 0, 0)
-	beMixed  = b(0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef)
-	beMaxU64 = b(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	be0      = kb(0, 0, 0, 0, 0, 0, 0, 0)
+	be1      = kb(0, 0, 0, 0, 0, 0, 0, 1)
+	be5      = kb(0, 0, 0, 0, 0, 0, 0, 5)
+	be255    = kb(0, 0, 0, 0, 0, 0, 0, 0xff)
+	be256    = kb(0, 0, 0, 0, 0, 0, 1, 0)
+	be2p32   = kb(0, 0, 0, 1, 0, 0, 0, 0)
+	beMixed  = kb(0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef)
+	beMaxU64 = kb(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
 )
 
 func TestKeyLayout(t *testing.T) {
@@ -32,20 +32,20 @@ func TestKeyLayout(t *testing.T) {
 		got  []byte
 		want []byte
 	}{
-		{"store ident", StoreIdentKey, b(0x01, 0x01)},
-		{"raft log 1/5", RaftLogKey(1, 5), cat(b(0x01, 0x02), be1, b(0x01), be5)},
-		{"raft log 0/0", RaftLogKey(0, 0), cat(b(0x01, 0x02), be0, b(0x01), be0)},
-		{"raft log mixed/max", RaftLogKey(0x0123456789abcdef, math.MaxUint64), cat(b(0x01, 0x02), beMixed, b(0x01), beMaxU64)},
-		{"raft log 256/2^32", RaftLogKey(256, 1<<32), cat(b(0x01, 0x02), be256, b(0x01), be2p32)},
-		{"raft log prefix", RaftLogPrefix(255), cat(b(0x01, 0x02), be255, b(0x01))},
-		{"raft state", RaftStateKey(1), cat(b(0x01, 0x02), be1, b(0x02))},
-		{"raft state max", RaftStateKey(math.MaxUint64), cat(b(0x01, 0x02), beMaxU64, b(0x02))},
-		{"apply state", ApplyStateKey(5), cat(b(0x01, 0x02), be5, b(0x03))},
-		{"region state", RegionStateKey(0x0123456789abcdef), cat(b(0x01, 0x03), beMixed, b(0x01))},
-		{"region state prefix", RegionStatePrefix(), b(0x01, 0x03)},
-		{"data default", DataKey('d', []byte("k1")), b('z', 'd', 'k', '1')},
-		{"data lock", DataKey('l', []byte{0x00, 0xff}), b('z', 'l', 0x00, 0xff)},
-		{"data write empty", DataKey('w', nil), b('z', 'w')},
+		{"store ident", StoreIdentKey, kb(0x01, 0x01)},
+		{"raft log 1/5", RaftLogKey(1, 5), cat(kb(0x01, 0x02), be1, kb(0x01), be5)},
+		{"raft log 0/0", RaftLogKey(0, 0), cat(kb(0x01, 0x02), be0, kb(0x01), be0)},
+		{"raft log mixed/max", RaftLogKey(0x0123456789abcdef, math.MaxUint64), cat(kb(0x01, 0x02), beMixed, kb(0x01), beMaxU64)},
+		{"raft log 256/2^32", RaftLogKey(256, 1<<32), cat(kb(0x01, 0x02), be256, kb(0x01), be2p32)},
+		{"raft log prefix", RaftLogPrefix(255), cat(kb(0x01, 0x02), be255, kb(0x01))},
+		{"raft state", RaftStateKey(1), cat(kb(0x01, 0x02), be1, kb(0x02))},
+		{"raft state max", RaftStateKey(math.MaxUint64), cat(kb(0x01, 0x02), beMaxU64, kb(0x02))},
+		{"apply state", ApplyStateKey(5), cat(kb(0x01, 0x02), be5, kb(0x03))},
+		{"region state", RegionStateKey(0x0123456789abcdef), cat(kb(0x01, 0x03), beMixed, kb(0x01))},
+		{"region state prefix", RegionStatePrefix(), kb(0x01, 0x03)},
+		{"data default", DataKey('d', []byte("k1")), kb('z', 'd', 'k', '1')},
+		{"data lock", DataKey('l', []byte{0x00, 0xff}), kb('z', 'l', 0x00, 0xff)},
+		{"data write empty", DataKey('w', nil), kb('z', 'w')},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

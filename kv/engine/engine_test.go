@@ -1,0 +1,273 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// testOptions are small DBs for tests. The kv DB keeps Badger's default 1 MB
+// value threshold, which must not exceed 15% of MemTableSize, so 8 MB is about
+// the smallest memtable both DBs accept; it caps one transaction at ~1.2 MB.
+func testOptions() Options {
+	return Options{
+		MemTableSize:     8 << 20,
+		BlockCacheSize:   1 << 20,
+		ValueLogFileSize: 1 << 20,
+		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+// openAt opens engines in dir; the caller closes them.
+func openAt(tb testing.TB, dir string, opts Options) *Engines {
+	tb.Helper()
+	e, err := Open(dir, opts)
+	if err != nil {
+		tb.Fatalf("Open(%s): %v", dir, err)
+	}
+	return e
+}
+
+// newEngines opens engines in a fresh temp dir and closes them at cleanup.
+func newEngines(tb testing.TB) *Engines {
+	tb.Helper()
+	e := openAt(tb, tb.TempDir(), testOptions())
+	tb.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return e
+}
+
+// mustCommit commits wb to db and resets it.
+func mustCommit(tb testing.TB, db *badger.DB, wb *WriteBatch) {
+	tb.Helper()
+	if err := wb.Commit(db); err != nil {
+		tb.Fatalf("Commit: %v", err)
+	}
+	wb.Reset()
+}
+
+// getValue reads key from db; ok is false if it is absent.
+func getValue(tb testing.TB, db *badger.DB, key []byte) (val []byte, ok bool) {
+	tb.Helper()
+	err := db.View(func(txn *badger.Txn) error {
+		var err error
+		val, err = GetValueTxn(txn, key)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, false
+	}
+	if err != nil {
+		tb.Fatalf("get %x: %v", key, err)
+	}
+	return val, true
+}
+
+// allKeys lists every live key of db in order.
+func allKeys(tb testing.TB, db *badger.DB) [][]byte {
+	tb.Helper()
+	var keys [][]byte
+	err := db.View(func(txn *badger.Txn) error {
+		it := NewRangeIter(txn, nil, nil, false, true)
+		defer it.Close()
+		for ; it.Valid(); it.Next() {
+			keys = append(keys, bytes.Clone(it.Key()))
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return keys
+}
+
+func TestOpenCreatesBothDBs(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "not", "yet", "there")
+	e := openAt(t, dir, testOptions())
+	defer e.Close()
+	if e.Dir != dir {
+		t.Fatalf("Dir = %q, want %q", e.Dir, dir)
+	}
+	if got, want := e.Raft.Opts().Dir, filepath.Join(dir, "raft"); got != want {
+		t.Fatalf("raft dir = %q, want %q", got, want)
+	}
+	if got, want := e.KV.Opts().Dir, filepath.Join(dir, "kv"); got != want {
+		t.Fatalf("kv dir = %q, want %q", got, want)
+	}
+	for _, sub := range []string{"raft", "kv"} {
+		if fi, err := os.Stat(filepath.Join(dir, sub)); err != nil || !fi.IsDir() {
+			t.Fatalf("%s: %v", sub, err)
+		}
+	}
+}
+
+func TestDBOptions(t *testing.T) {
+	e := newEngines(t)
+	opts := testOptions()
+	raft, kv := e.Raft.Opts(), e.KV.Opts()
+
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"raft SyncWrites", raft.SyncWrites, true},
+		{"kv SyncWrites", kv.SyncWrites, false},
+		{"raft ValueThreshold", raft.ValueThreshold, int64(raftValueThreshold)},
+		{"raft MemTableSize", raft.MemTableSize, opts.MemTableSize},
+		{"kv MemTableSize", kv.MemTableSize, opts.MemTableSize},
+		{"raft ValueLogFileSize", raft.ValueLogFileSize, opts.ValueLogFileSize},
+		{"kv ValueLogFileSize", kv.ValueLogFileSize, opts.ValueLogFileSize},
+		{"kv BlockCacheSize", kv.BlockCacheSize, opts.BlockCacheSize},
+		{"raft BlockCacheSize", raft.BlockCacheSize, opts.BlockCacheSize / 8},
+		{"raft DetectConflicts", raft.DetectConflicts, false},
+		{"kv DetectConflicts", kv.DetectConflicts, false},
+		{"raft NumVersionsToKeep", raft.NumVersionsToKeep, 1},
+		{"kv NumVersionsToKeep", kv.NumVersionsToKeep, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Fatalf("got %v, want %v", tc.got, tc.want)
+			}
+		})
+	}
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	d := Options{}.withDefaults()
+	if d.MemTableSize != 128<<20 || d.BlockCacheSize != 256<<20 || d.ValueLogFileSize != 256<<20 || d.Logger == nil {
+		t.Fatalf("zero Options defaults = %+v", d)
+	}
+	s := SmallOptions()
+	if got := s.withDefaults(); got.MemTableSize != s.MemTableSize || got.BlockCacheSize != s.BlockCacheSize ||
+		got.ValueLogFileSize != s.ValueLogFileSize {
+		t.Fatalf("withDefaults overrode set fields: %+v -> %+v", s, got)
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	dir := t.TempDir()
+	region := []byte("region-1")
+	raftKeys := [][]byte{RaftLogKey(1, 5), RaftLogKey(1, 6), RaftStateKey(1)}
+	kvKeys := [][]byte{StoreIdentKey, ApplyStateKey(1), RegionStateKey(1), DataKey('d', []byte("k")), DataKey('w', []byte("k"))}
+
+	e := openAt(t, dir, testOptions())
+	var wb WriteBatch
+	for _, k := range raftKeys {
+		wb.Set(k, append([]byte("raft:"), k...))
+	}
+	mustCommit(t, e.Raft, &wb)
+	for _, k := range kvKeys {
+		wb.Set(k, append([]byte("kv:"), k...))
+	}
+	wb.Set(DataKey('d', []byte("gone")), region)
+	mustCommit(t, e.KV, &wb)
+	wb.Delete(DataKey('d', []byte("gone")))
+	mustCommit(t, e.KV, &wb)
+	if err := e.SyncKV(); err != nil {
+		t.Fatalf("SyncKV: %v", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	for round := range 2 { // reopen twice: a reopened store must reopen too
+		e = openAt(t, dir, testOptions())
+		for _, k := range raftKeys {
+			if v, ok := getValue(t, e.Raft, k); !ok || !bytes.Equal(v, append([]byte("raft:"), k...)) {
+				t.Fatalf("round %d: raft %x = %q, %v", round, k, v, ok)
+			}
+			if _, ok := getValue(t, e.KV, k); ok {
+				t.Fatalf("round %d: raft key %x leaked into the kv DB", round, k)
+			}
+		}
+		for _, k := range kvKeys {
+			if v, ok := getValue(t, e.KV, k); !ok || !bytes.Equal(v, append([]byte("kv:"), k...)) {
+				t.Fatalf("round %d: kv %x = %q, %v", round, k, v, ok)
+			}
+		}
+		if _, ok := getValue(t, e.KV, DataKey('d', []byte("gone"))); ok {
+			t.Fatalf("round %d: deleted key came back", round)
+		}
+		if err := e.Close(); err != nil {
+			t.Fatalf("round %d: Close: %v", round, err)
+		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	t.Run("dir is a file", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "raft"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if e, err := Open(dir, testOptions()); err == nil {
+			e.Close()
+			t.Fatal("Open succeeded with raft/ a regular file")
+		}
+	})
+
+	t.Run("already open", func(t *testing.T) {
+		dir := t.TempDir()
+		e := openAt(t, dir, testOptions())
+		defer e.Close()
+		if e2, err := Open(dir, testOptions()); err == nil {
+			e2.Close()
+			t.Fatal("second Open of the same dir succeeded")
+		}
+	})
+
+	t.Run("kv db fails: raft db is released", func(t *testing.T) {
+		dir := t.TempDir()
+		// Hold the kv DB's directory lock so that Open gets the raft DB and
+		// then fails on the kv DB.
+		holder, err := badger.Open(badgerOptions(filepath.Join(dir, "kv"), testOptions().withDefaults(), false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, err := Open(dir, testOptions()); err == nil {
+			e.Close()
+			holder.Close()
+			t.Fatal("Open succeeded with the kv DB locked")
+		}
+		if err := holder.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// If the failed Open leaked the raft DB, its lock would still be held.
+		e := openAt(t, dir, testOptions())
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestSyncKV(t *testing.T) {
+	e := newEngines(t)
+	var wb WriteBatch
+	val := bytes.Repeat([]byte{'v'}, 512)
+	// Enough data to rotate the 8 MB memtable at least once, so that SyncKV
+	// meets more than one .mem file.
+	for i := range 40 {
+		for j := range 500 {
+			wb.Set(DataKey('d', []byte{byte(i), byte(j >> 8), byte(j)}), val)
+		}
+		mustCommit(t, e.KV, &wb)
+		if i%10 == 9 {
+			if err := e.SyncKV(); err != nil {
+				t.Fatalf("SyncKV: %v", err)
+			}
+		}
+	}
+	if _, ok := getValue(t, e.KV, DataKey('d', []byte{39, 1, 243})); !ok {
+		t.Fatal("last write missing")
+	}
+}
