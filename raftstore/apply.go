@@ -130,8 +130,28 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 			if pr := p.proposals.resolve(e.Index, e.Term, seq, ours, stale); pr != nil {
 				done = append(done, appliedCallback{pr.cb, Result{Resp: resp}})
 			}
+		case raftpb.EntryConfChange:
+			var cc raftpb.ConfChange
+			if err := cc.Unmarshal(e.Data); err != nil {
+				panic(fmt.Sprintf("%s: undecodable conf change %d: %v", p.ps.tag, e.Index, err))
+			}
+			proposer, seq, cmd, err := decodeProposal(cc.Context)
+			if err != nil || cmd.AdminRequest.GetChangePeer() == nil {
+				panic(fmt.Sprintf("%s: conf change %d without a ChangePeer command: %v", p.ps.tag, e.Index, err))
+			}
+			resp := p.applyConfChange(w, &cc, cmd)
+			if pr := p.proposals.resolve(e.Index, e.Term, seq, proposer == p.meta.Id, stale); pr != nil {
+				done = append(done, appliedCallback{pr.cb, Result{Resp: resp}})
+			}
 		default:
-			panic(fmt.Sprintf("%s: committed entry %d of type %v: conf changes are not supported yet", p.ps.tag, e.Index, e.Type))
+			// regionkv proposes only ConfChange (V1); a V2 entry means a
+			// different writer shared this log.
+			panic(fmt.Sprintf("%s: committed entry %d of unexpected type %v", p.ps.tag, e.Index, e.Type))
+		}
+		if p.pendingDestroy {
+			// Entries after our own removal are not ours to apply.
+			p.ps.applyState.AppliedIndex = e.Index
+			break
 		}
 		p.ps.applyState.AppliedIndex = e.Index
 	}
@@ -143,7 +163,7 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 // the region may have changed between propose and apply.
 func (p *peer) applyCommand(w *kvWriter, cmd *raft_cmdpb.RaftCmdRequest) *raft_cmdpb.RaftCmdResponse {
 	if cmd.AdminRequest != nil {
-		return p.applyAdmin(cmd)
+		return p.applyAdmin(w, cmd)
 	}
 	region := p.region()
 	if err := checkEpoch(cmd, region); err != nil {

@@ -56,6 +56,20 @@ type Config struct {
 	// SnapMaxAge is how old an unused file must be to go.
 	SnapGCInterval time.Duration
 	SnapMaxAge     time.Duration
+	// SplitCheckTickTicks is how often a leader has its region measured.
+	SplitCheckTickTicks int
+	// RegionMaxSize and RegionMaxKeys: a region past either splits, at about
+	// RegionSplitSize from its start.
+	RegionMaxSize   uint64
+	RegionMaxKeys   uint64
+	RegionSplitSize uint64
+	// RegionHeartbeatTickTicks is how often a leader reports its region.
+	RegionHeartbeatTickTicks int
+	// StoreHeartbeatInterval is how often the store reports its statistics.
+	StoreHeartbeatInterval time.Duration
+	// Scheduler is the store's scheduler client; nil runs without one (no
+	// heartbeats, no splits).
+	Scheduler SchedulerClient
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 	// FailPoint, if set, is asked at named points of crash-sensitive code
@@ -87,6 +101,12 @@ func DefaultConfig() Config {
 		SnapSendTimeout:              5 * time.Minute,
 		SnapGCInterval:               time.Minute,
 		SnapMaxAge:                   10 * time.Minute,
+		SplitCheckTickTicks:          100,
+		RegionMaxSize:                144 << 20,
+		RegionMaxKeys:                1_440_000,
+		RegionSplitSize:              96 << 20,
+		RegionHeartbeatTickTicks:     100,
+		StoreHeartbeatInterval:       10 * time.Second,
 	}
 }
 
@@ -112,6 +132,12 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.SnapSendTimeout, d.SnapSendTimeout)
 	setDefault(&c.SnapGCInterval, d.SnapGCInterval)
 	setDefault(&c.SnapMaxAge, d.SnapMaxAge)
+	setDefault(&c.SplitCheckTickTicks, d.SplitCheckTickTicks)
+	setDefault(&c.RegionMaxSize, d.RegionMaxSize)
+	setDefault(&c.RegionMaxKeys, d.RegionMaxKeys)
+	setDefault(&c.RegionSplitSize, d.RegionSplitSize)
+	setDefault(&c.RegionHeartbeatTickTicks, d.RegionHeartbeatTickTicks)
+	setDefault(&c.StoreHeartbeatInterval, d.StoreHeartbeatInterval)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -140,6 +166,9 @@ func (c Config) Validate() error {
 	}
 	if c.SnapSendTimeout >= c.SnapMaxAge {
 		errs = append(errs, fmt.Errorf("snapshot send timeout (%v) must be below the snapshot max age (%v)", c.SnapSendTimeout, c.SnapMaxAge))
+	}
+	if c.RegionSplitSize > c.RegionMaxSize {
+		errs = append(errs, fmt.Errorf("region split size (%d) exceeds the region max size (%d)", c.RegionSplitSize, c.RegionMaxSize))
 	}
 	if c.RaftLogGCThreshold > c.RaftLogGCCountLimit {
 		errs = append(errs, fmt.Errorf("raft log gc threshold (%d) exceeds the count limit (%d)", c.RaftLogGCThreshold, c.RaftLogGCCountLimit))

@@ -70,13 +70,15 @@ func (p *peer) proposeAdmin(admin *raft_cmdpb.AdminRequest) {
 }
 
 // applyAdmin applies an admin command.
-func (p *peer) applyAdmin(cmd *raft_cmdpb.RaftCmdRequest) *raft_cmdpb.RaftCmdResponse {
+func (p *peer) applyAdmin(w *kvWriter, cmd *raft_cmdpb.RaftCmdRequest) *raft_cmdpb.RaftCmdResponse {
 	admin := cmd.AdminRequest
 	resp := &raft_cmdpb.RaftCmdResponse{
 		Header:        &raft_cmdpb.RaftResponseHeader{CurrentTerm: p.rn.BasicStatus().Term},
 		AdminResponse: &raft_cmdpb.AdminResponse{CmdType: admin.CmdType},
 	}
 	switch admin.CmdType {
+	case raft_cmdpb.AdminCmdType_Split:
+		return p.applySplit(w, cmd)
 	case raft_cmdpb.AdminCmdType_CompactLog:
 		if err := p.applyCompactLog(admin.CompactLog); err != nil {
 			p.log.Warn("skipping CompactLog", "err", err)

@@ -3,6 +3,7 @@ package raftstore
 import (
 	"go.etcd.io/raft/v3"
 
+	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
 )
@@ -19,6 +20,17 @@ const (
 	peerMsgTick
 	// peerMsgSnapStatus: the snapshot sent to peer snapTo finished or failed.
 	peerMsgSnapStatus
+	// peerMsgCampaign: a split-created peer whose parent led starts an
+	// election at once.
+	peerMsgCampaign
+	// peerMsgReplaceBySplit: an uninitialized peer learns that its region
+	// was just created here by a split (split); it gives way.
+	peerMsgReplaceBySplit
+	// peerMsgSplitCheckResult: the split checker measured region split
+	// (its epoch as measured) and proposes splitKey (nil: no split needed).
+	peerMsgSplitCheckResult
+	// peerMsgForceSplitCheck: split the region in the middle (an operator).
+	peerMsgForceSplitCheck
 )
 
 // peerMsg is what a region mailbox carries. It is a small value type so that
@@ -31,6 +43,11 @@ type peerMsg struct {
 
 	snapTo     uint64
 	snapStatus raft.SnapshotStatus
+
+	split                  *metapb.Region
+	campaign               bool
+	splitKey               []byte
+	approxSize, approxKeys uint64
 }
 
 // storeMsgKind says which field of a storeMsg is set.

@@ -69,8 +69,19 @@ type peer struct {
 	// deleted in the background once the round's kv writes are synced.
 	compacted []gcTask
 
-	// dead is set when a fail point simulated a crash: the peer does nothing
-	// more until its store restarts.
+	// pendingSplits are regions this round's splits created; their peers
+	// start once the round's kv writes commit.
+	pendingSplits []*metapb.Region
+	// approxSize and approxKeys are the region's size as last measured.
+	approxSize, approxKeys uint64
+	// lastActive is, on a leader, the tick each follower was last active.
+	lastActive map[uint64]uint64
+
+	// pendingDestroy is set when this round applied the peer's own removal;
+	// the peer destroys itself once the round is done.
+	pendingDestroy bool
+	// dead is set once the peer is destroyed, or when a fail point simulated
+	// a crash: the peer does nothing more.
 	dead bool
 
 	status atomic.Pointer[PeerStatus]
@@ -141,6 +152,13 @@ func (p *peer) handleMsgs(msgs []peerMsg) {
 	ticks := 0
 	for i := range msgs {
 		m := &msgs[i]
+		if p.dead {
+			// Destroyed by an earlier message of this batch.
+			if m.kind == peerMsgCommand {
+				m.cb(noAnswer(ErrPeerDestroyed))
+			}
+			continue
+		}
 		switch m.kind {
 		case peerMsgRaft:
 			p.onRaftMessage(m.raft)
@@ -150,7 +168,18 @@ func (p *peer) handleMsgs(msgs []peerMsg) {
 			ticks++
 		case peerMsgSnapStatus:
 			p.rn.ReportSnapshot(m.snapTo, m.snapStatus)
+		case peerMsgCampaign:
+			_ = p.rn.Campaign()
+		case peerMsgReplaceBySplit:
+			p.replaceBySplit(m.split, m.campaign)
+		case peerMsgSplitCheckResult:
+			p.onSplitCheckResult(m.split, m.splitKey, m.approxSize, m.approxKeys)
+		case peerMsgForceSplitCheck:
+			p.onSplitCheckTick(true)
 		}
+	}
+	if p.dead {
+		return
 	}
 	// A peer that fell behind gets at most maxTicksPerRound ticks per round,
 	// so a slow round never turns into a burst of elections.
@@ -169,8 +198,16 @@ const maxTicksPerRound = 2
 func (p *peer) onTick() {
 	p.rn.Tick()
 	p.ticks++
-	if p.ticks%uint64(p.store.cfg.RaftLogGCTickTicks) == 0 {
+	cfg := &p.store.cfg
+	p.trackActivity()
+	if p.ticks%uint64(cfg.RaftLogGCTickTicks) == 0 {
 		p.onRaftLogGCTick()
+	}
+	if p.ticks%uint64(cfg.SplitCheckTickTicks) == 0 {
+		p.onSplitCheckTick(false)
+	}
+	if p.ticks%uint64(cfg.RegionHeartbeatTickTicks) == 0 {
+		p.onRegionHeartbeatTick()
 	}
 	if p.ticks%uint64(p.store.cfg.RaftElectionTicks) != 0 {
 		return
@@ -185,6 +222,9 @@ func (p *peer) onTick() {
 // malformed is dropped with a log line: a bad message must never reach a
 // raft invariant check, which would panic the store.
 func (p *peer) onRaftMessage(msg *rspb.RaftMessage) {
+	if p.maybeStale(msg) {
+		return
+	}
 	if err := p.validateRaftMessage(msg); err != nil {
 		p.log.Warn("dropping raft message", "err", err)
 		return
@@ -256,6 +296,9 @@ func validateAppend(m *raftpb.Message) error {
 }
 
 func (p *peer) isMember(peerID uint64) bool {
+	if !p.ps.isInitialized() {
+		return true // an uninitialized peer does not know the members yet
+	}
 	for _, pr := range p.region().Peers {
 		if pr.Id == peerID {
 			return true
@@ -276,9 +319,29 @@ func (p *peer) onCommand(req *raft_cmdpb.RaftCmdRequest, cb Callback) {
 		return
 	}
 	if req.AdminRequest != nil {
-		cb(errResult(fmt.Errorf("admin command %v is not supported yet", req.AdminRequest.CmdType)))
-		return
+		switch req.AdminRequest.CmdType {
+		case raft_cmdpb.AdminCmdType_TransferLeader:
+			p.onTransferLeader(req, cb)
+			return
+		case raft_cmdpb.AdminCmdType_ChangePeer:
+			p.proposeConfChange(req, cb)
+			return
+		case raft_cmdpb.AdminCmdType_Split:
+			if err := p.checkSplit(req.AdminRequest.Split, p.region()); err != nil {
+				cb(errResult(err))
+				return
+			}
+		case raft_cmdpb.AdminCmdType_CompactLog:
+		default:
+			cb(errResult(fmt.Errorf("admin command %v is not supported", req.AdminRequest.CmdType)))
+			return
+		}
 	}
+	p.propose(req, cb)
+}
+
+// propose appends a command to the log as a normal entry.
+func (p *peer) propose(req *raft_cmdpb.RaftCmdRequest, cb Callback) {
 	seq := p.seq()
 	data, err := encodeProposal(p.meta.Id, seq, req)
 	if err != nil {
@@ -358,14 +421,33 @@ func checkEpoch(req *raft_cmdpb.RaftCmdRequest, region *metapb.Region) error {
 	if want == nil {
 		return &EpochNotMatchError{Msg: "request has no region epoch", Regions: []*metapb.Region{region}}
 	}
+	checkVer, checkConf := epochChecks(req)
 	cur := region.RegionEpoch
-	if req.AdminRequest == nil && want.Version != cur.Version {
+	if (checkVer && want.Version != cur.Version) || (checkConf && want.ConfVer != cur.ConfVer) {
 		return &EpochNotMatchError{
-			Msg:     fmt.Sprintf("region %d version %d, request has %d", region.Id, cur.Version, want.Version),
+			Msg: fmt.Sprintf("region %d epoch {conf_ver %d, version %d}, request has {conf_ver %d, version %d}",
+				region.Id, cur.ConfVer, cur.Version, want.ConfVer, want.Version),
 			Regions: []*metapb.Region{region},
 		}
 	}
 	return nil
+}
+
+// epochChecks says which parts of the epoch a command must match (TiKV's
+// ADMIN_CMD_EPOCH_MAP): normal requests depend on the key range (version);
+// a conf change on the membership (conf_ver); a split and a leader transfer
+// on both; CompactLog on neither.
+func epochChecks(req *raft_cmdpb.RaftCmdRequest) (version, confVer bool) {
+	if req.AdminRequest == nil {
+		return true, false
+	}
+	switch req.AdminRequest.CmdType {
+	case raft_cmdpb.AdminCmdType_ChangePeer:
+		return false, true
+	case raft_cmdpb.AdminCmdType_Split, raft_cmdpb.AdminCmdType_TransferLeader:
+		return true, true
+	}
+	return false, false
 }
 
 // checkKeys verifies every key of a normal request lies in the region.

@@ -69,6 +69,17 @@ func newPeerStorage(s *Store, region *metapb.Region, tag string, log *slog.Logge
 	if ps.applyState.TruncatedState == nil {
 		ps.applyState.TruncatedState = &rspb.RaftTruncatedState{}
 	}
+	// A split-created region has only its apply state at (5, 5) (written in
+	// the parent's apply batch); its raft state starts there too, keeping the
+	// term and vote of an uninitialized peer it may replace (a vote must
+	// never be forgotten).
+	if len(region.Peers) > 0 && ps.raftState.LastIndex < ps.applyState.TruncatedState.Index && ps.raftState.LastIndex == 0 {
+		tr := ps.applyState.TruncatedState
+		hs := ps.raftState.HardState
+		ps.raftState.LastIndex, ps.raftState.LastTerm = tr.Index, tr.Term
+		hs.Term = max(hs.Term, tr.Term)
+		hs.Commit = max(hs.Commit, tr.Index)
+	}
 	// Commit-only HardState changes are not persisted (saveReadyState), so
 	// the durable commit index may trail the applied index. Every applied
 	// entry was committed, and is durable in the raft log (entries are

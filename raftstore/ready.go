@@ -42,10 +42,19 @@ func (p *peer) collectReady(raftWB *engine.WriteBatch) bool {
 	p.ps.saveReadyState(raftWB, rd)
 	for i := range rd.Entries {
 		e := &rd.Entries[i]
-		if e.Type != raftpb.EntryNormal {
+		data := e.Data
+		switch e.Type {
+		case raftpb.EntryNormal:
+		case raftpb.EntryConfChange:
+			var cc raftpb.ConfChange
+			if cc.Unmarshal(e.Data) != nil {
+				continue
+			}
+			data = cc.Context
+		default:
 			continue
 		}
-		if seq, ok := proposalSeq(e.Data, p.meta.Id); ok {
+		if seq, ok := proposalSeq(data, p.meta.Id); ok {
 			p.proposals.assign(seq, e.Index, e.Term)
 		}
 	}
@@ -84,6 +93,13 @@ func (p *peer) finishReady() bool {
 		p.rn.ReportUnreachable(id)
 	}
 	p.unreachable = p.unreachable[:0]
+	if len(p.pendingSplits) > 0 {
+		p.startSplitPeers()
+	}
+	if p.pendingDestroy {
+		p.destroy("removed from the region")
+		return false
+	}
 	p.serveReads()
 	p.ps.cache.compactTo(p.ps.appliedIndex() + 1)
 	p.publishStatus()

@@ -47,6 +47,8 @@ type Store struct {
 	log     *slog.Logger
 	snaps   *snapManager
 	genq    chan genTask
+	splitq  chan splitCheckTask
+	schedq  chan func(context.Context)
 	logGC   *logGCWorker
 	sendSem chan struct{} // bounds concurrent snapshot sends
 	recvSem chan struct{} // bounds concurrent snapshot receives
@@ -92,6 +94,8 @@ func NewStore(cfg Config, engines *engine.Engines, trans Transport) (*Store, err
 		log:     cfg.Logger.With("store_id", ident.StoreId),
 		snaps:   snaps,
 		genq:    make(chan genTask, snapGenQueueLen),
+		splitq:  make(chan splitCheckTask, 64),
+		schedq:  make(chan func(context.Context), 1024),
 		sendSem: make(chan struct{}, cfg.SnapMaxConcurrentSends),
 		recvSem: make(chan struct{}, cfg.SnapMaxConcurrentReceives),
 		stopc:   make(chan struct{}),
@@ -155,7 +159,19 @@ func (s *Store) addPeer(p *peer) {
 	s.meta.Lock()
 	defer s.meta.Unlock()
 	s.meta.peers[p.regionID()] = p
-	s.insertRangeLocked(p.region())
+	if p.ps.isInitialized() {
+		s.insertRangeLocked(p.region())
+	}
+}
+
+// removePeer forgets a destroyed peer.
+func (s *Store) removePeer(p *peer) {
+	s.meta.Lock()
+	defer s.meta.Unlock()
+	if s.meta.peers[p.regionID()] == p {
+		delete(s.meta.peers, p.regionID())
+		s.removeRangeLocked(p.regionID())
+	}
 }
 
 // snapGenQueueLen bounds queued snapshot generations; past it raft is told
@@ -229,6 +245,10 @@ func (s *Store) Start() error {
 	s.wg.Go(s.logGC.run)
 	s.wg.Go(s.runSnapGen)
 	s.wg.Go(s.runJanitor)
+	s.wg.Go(s.runStoreWorker)
+	s.wg.Go(s.runSplitChecker)
+	s.wg.Go(s.runSchedulerWorker)
+	s.wg.Go(s.runStoreHeartbeat)
 	s.log.Info("store started", "workers", s.cfg.RaftWorkers, "tick", s.cfg.RaftBaseTickInterval)
 	return nil
 }
@@ -345,7 +365,7 @@ func (w *waiter) release() {
 // OnRaftMessage hands a raft message from another store to its peer.
 func (s *Store) OnRaftMessage(msg *rspb.RaftMessage) error {
 	switch {
-	case msg == nil || msg.Message == nil:
+	case msg == nil || (msg.Message == nil && !msg.IsTombstone):
 		return errors.New("raft message without a message")
 	case msg.RegionId == 0 || msg.ToPeer == nil || msg.FromPeer == nil:
 		return fmt.Errorf("raft message without region or peers: region %d", msg.RegionId)
@@ -355,7 +375,11 @@ func (s *Store) OnRaftMessage(msg *rspb.RaftMessage) error {
 	err := s.router.Send(msg.RegionId, peerMsg{kind: peerMsgRaft, raft: msg})
 	switch {
 	case errors.Is(err, router.ErrRegionNotFound):
-		return &RegionNotFoundError{RegionID: msg.RegionId}
+		// Maybe a peer this store should create: the store worker decides.
+		if err := s.router.SendStore(storeMsg{kind: storeMsgRaft, raft: msg}); err != nil {
+			return ErrStoreStopped
+		}
+		return nil
 	case errors.Is(err, router.ErrStopped):
 		return ErrStoreStopped
 	}
