@@ -167,7 +167,7 @@ func (p *peer) applyCommand(w *kvWriter, cmd *raft_cmdpb.RaftCmdRequest) *raft_c
 	}
 	region := p.region()
 	if err := checkEpoch(cmd, region); err != nil {
-		return errResult(err).Resp
+		return errResult(p.withSiblings(err)).Resp
 	}
 	if err := checkKeys(cmd, region); err != nil {
 		return errResult(err).Resp

@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -409,10 +410,24 @@ func (p *peer) checkCommand(req *raft_cmdpb.RaftCmdRequest) error {
 		return ErrStaleCommand
 	}
 	if err := checkEpoch(req, p.region()); err != nil {
-		return err
+		return p.withSiblings(err)
 	}
 	return checkKeys(req, p.region())
 }
+
+// withSiblings adds to an EpochNotMatch the regions this store holds right
+// after this one (the halves of recent splits), so a client can refresh its
+// cache in one step.
+func (p *peer) withSiblings(err error) error {
+	var e *EpochNotMatchError
+	if !errors.As(err, &e) {
+		return err
+	}
+	e.Regions = append(e.Regions, p.store.regionsAfter(p.region(), maxSiblings)...)
+	return err
+}
+
+const maxSiblings = 4
 
 // checkEpoch verifies the request's epoch against the region: normal requests
 // must match the version (a split changes which keys the region holds).

@@ -205,6 +205,23 @@ func (s *Store) insertRangeLocked(r *metapb.Region) {
 	s.meta.byStart[i] = r
 }
 
+// regionsAfter returns up to n regions of this store that follow r
+// contiguously (each starts where the previous ends).
+func (s *Store) regionsAfter(r *metapb.Region, n int) []*metapb.Region {
+	s.meta.RLock()
+	defer s.meta.RUnlock()
+	var out []*metapb.Region
+	for end := r.EndKey; len(end) > 0 && len(out) < n; {
+		i := sort.Search(len(s.meta.byStart), func(i int) bool { return bytes.Compare(s.meta.byStart[i].StartKey, end) >= 0 })
+		if i == len(s.meta.byStart) || !bytes.Equal(s.meta.byStart[i].StartKey, end) {
+			break
+		}
+		out = append(out, s.meta.byStart[i])
+		end = s.meta.byStart[i].EndKey
+	}
+	return out
+}
+
 // overlapping returns a region other than exclude whose range overlaps r's.
 func (s *Store) overlapping(r *metapb.Region, exclude uint64) *metapb.Region {
 	s.meta.RLock()

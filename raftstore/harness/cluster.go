@@ -54,6 +54,8 @@ type Cluster struct {
 	net  *Network
 	log  *slog.Logger
 
+	sched *Scheduler
+
 	mu     sync.Mutex
 	rng    *rand.Rand
 	stores map[uint64]*storeHandle
@@ -99,6 +101,9 @@ func New(t testing.TB, opts Options) *Cluster {
 	if opts.Config.RaftBaseTickInterval == 0 {
 		opts.Config.RaftBaseTickInterval = 20 * time.Millisecond
 	}
+	setIfZero(&opts.Config.RegionHeartbeatTickTicks, 5)
+	setIfZero(&opts.Config.SplitCheckTickTicks, 10)
+	setIfZero(&opts.Config.StoreHeartbeatInterval, 200*time.Millisecond)
 	if opts.Config.Logger == nil {
 		opts.Config.Logger = log
 	}
@@ -111,6 +116,10 @@ func New(t testing.TB, opts Options) *Cluster {
 		rng:        rand.New(rand.NewSource(seed)),
 		stores:     make(map[uint64]*storeHandle),
 		leaderHint: make(map[uint64]uint64),
+	}
+	c.sched = newScheduler(c)
+	if opts.Config.Scheduler == nil {
+		c.opts.Config.Scheduler = c.sched
 	}
 	region := &metapb.Region{Id: firstRegionID, RegionEpoch: &metapb.RegionEpoch{ConfVer: 1, Version: 1}}
 	for id := uint64(1); id <= uint64(opts.Stores); id++ {
@@ -140,6 +149,9 @@ func New(t testing.TB, opts Options) *Cluster {
 	}
 	return c
 }
+
+// Scheduler is the cluster's in-process scheduler.
+func (c *Cluster) Scheduler() *Scheduler { return c.sched }
 
 // Seed is the seed of this cluster's randomness.
 func (c *Cluster) Seed() int64 { return c.seed }

@@ -1,0 +1,145 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/regionkv/regionkv/proto/metapb"
+	"github.com/regionkv/regionkv/proto/raft_cmdpb"
+)
+
+func peerOn(c *Cluster, regionID, storeID uint64) *metapb.Peer {
+	r := c.RegionOf([]byte(""))
+	for _, p := range r.GetPeers() {
+		if p.StoreId == storeID {
+			return p
+		}
+	}
+	return nil
+}
+
+// TestTransferLeader moves the leadership of region 1 to each of 5 peers in
+// turn; writes keep working after every move.
+func TestTransferLeader(t *testing.T) {
+	c := New(t, Options{Stores: 5})
+	c.MustPut([]byte("k"), []byte("v"))
+	for _, id := range append(c.StoreIDs(), c.StoreIDs()[0]) {
+		c.MustTransferLeader(firstRegionID, peerOn(c, firstRegionID, id))
+		c.MustPut([]byte(fmt.Sprintf("k%d", id)), []byte("v"))
+	}
+}
+
+// TestBasicConfChange is TinyKV's basic conf change sequence: shrink to one
+// peer, keep writing, grow back (new peers get the data by snapshot), remove
+// the leader, and re-add a store with a new peer id.
+func TestBasicConfChange(t *testing.T) {
+	c := New(t, Options{Stores: 5, Config: lowGCConfig()})
+	c.MustPut([]byte("k0"), []byte("v0"))
+	for _, id := range []uint64{2, 3, 4, 5} {
+		c.MustRemovePeer(firstRegionID, peerOn(c, firstRegionID, id))
+	}
+	for _, id := range []uint64{2, 3, 4, 5} {
+		c.MustNonePeer(firstRegionID, id)
+		if _, ok := c.EngineGet(id, []byte("k0")); ok {
+			t.Fatalf("store %d kept the data of the region it left", id)
+		}
+	}
+	for i := 1; i <= 30; i++ {
+		c.MustPut([]byte(fmt.Sprintf("k%d", i)), []byte(fmt.Sprintf("v%d", i)))
+	}
+
+	p2 := c.NewPeer(2)
+	c.MustAddPeer(firstRegionID, p2)
+	c.MustHavePeer(firstRegionID, 2)
+	waitEngine(t, c, 2, "k30", "v30")
+
+	// Remove the leader (store 1's peer): it hands leadership over first.
+	c.MustRemovePeer(firstRegionID, peerOn(c, firstRegionID, 1))
+	c.MustNonePeer(firstRegionID, 1)
+	if _, ok := c.EngineGet(1, []byte("k0")); ok {
+		t.Fatalf("store 1 kept the data of the region it left")
+	}
+	c.MustPut([]byte("after-leader-removal"), []byte("x"))
+
+	c.MustAddPeer(firstRegionID, c.NewPeer(3))
+	c.MustAddPeer(firstRegionID, c.NewPeer(4))
+	c.MustRemovePeer(firstRegionID, p2)
+	c.MustNonePeer(firstRegionID, 2)
+	c.MustPut([]byte("k-final"), []byte("v"))
+	// Store 2 comes back with a new peer id; its old incarnation stays dead.
+	c.MustAddPeer(firstRegionID, c.NewPeer(2))
+	c.MustHavePeer(firstRegionID, 2)
+	waitEngine(t, c, 2, "k-final", "v")
+	waitEngine(t, c, 2, "after-leader-removal", "x")
+}
+
+func waitEngine(t *testing.T, c *Cluster, storeID uint64, key, want string) {
+	t.Helper()
+	c.Eventually(15*time.Second, func() error {
+		if v, _ := c.EngineGet(storeID, []byte(key)); string(v) != want {
+			return fmt.Errorf("store %d has %s=%q, want %q", storeID, key, v, want)
+		}
+		return nil
+	})
+}
+
+// TestOneSplit splits the one region; a request to the old region for a key
+// that moved gets KeyNotInRegion, and a store cut off during the split
+// catches up with both halves after healing.
+func TestOneSplit(t *testing.T) {
+	c := New(t, Options{Stores: 3})
+	c.MustPut([]byte("a1"), []byte("v"))
+	c.MustPut([]byte("b1"), []byte("v"))
+	before := c.RegionOf([]byte("a1"))
+	leader := c.WaitLeader(before.Id)
+	var cut uint64
+	for _, id := range c.StoreIDs() {
+		if id != leader.StoreID {
+			cut = id
+			break
+		}
+	}
+	c.Network().Isolate(cut)
+	right := c.MustSplit([]byte("b"))
+	left := c.RegionOf([]byte("a1"))
+	if left.Id != before.Id || right.Id == before.Id || string(left.EndKey) != "b" || string(right.StartKey) != "b" {
+		t.Fatalf("split gave left %v and right %v", left, right)
+	}
+	if left.RegionEpoch.Version != before.RegionEpoch.Version+1 || right.RegionEpoch.Version != left.RegionEpoch.Version {
+		t.Fatalf("versions after split: left %v right %v (before %v)", left.RegionEpoch, right.RegionEpoch, before.RegionEpoch)
+	}
+	c.MustPut([]byte("a2"), []byte("v2"))
+	c.MustPut([]byte("b2"), []byte("v2"))
+
+	// A key that moved, asked of the old region with its new epoch.
+	l, _ := c.Leader(left.Id)
+	res, err := c.Store(l.StoreID).Execute(context.Background(), &raft_cmdpb.RaftCmdRequest{
+		Header: &raft_cmdpb.RaftRequestHeader{RegionId: left.Id, RegionEpoch: left.RegionEpoch},
+		Requests: []*raft_cmdpb.Request{{CmdType: raft_cmdpb.CmdType_Put,
+			Put: &raft_cmdpb.PutRequest{Key: []byte("b3"), Value: []byte("x")}}},
+	})
+	if err != nil || res.RegionError().GetKeyNotInRegion() == nil {
+		t.Fatalf("put of a moved key to the old region: %v %v, want KeyNotInRegion", err, res.RegionError())
+	}
+	// With the old epoch: EpochNotMatch carrying the current regions.
+	res, err = c.Store(l.StoreID).Execute(context.Background(), &raft_cmdpb.RaftCmdRequest{
+		Header: &raft_cmdpb.RaftRequestHeader{RegionId: left.Id, RegionEpoch: before.RegionEpoch},
+		Requests: []*raft_cmdpb.Request{{CmdType: raft_cmdpb.CmdType_Put,
+			Put: &raft_cmdpb.PutRequest{Key: []byte("a3"), Value: []byte("x")}}},
+	})
+	if err != nil || res.RegionError().GetEpochNotMatch() == nil {
+		t.Fatalf("put with a stale epoch: %v %v, want EpochNotMatch", err, res.RegionError())
+	}
+	if got := res.RegionError().GetEpochNotMatch().GetCurrentRegions(); len(got) != 2 {
+		t.Errorf("EpochNotMatch carries %d regions, want both halves: %v", len(got), got)
+	}
+
+	c.Network().Heal()
+	c.MustHavePeer(right.Id, cut)
+	waitEngine(t, c, cut, "a2", "v2")
+	waitEngine(t, c, cut, "b2", "v2")
+	c.MustGetEqual([]byte("a1"), []byte("v"))
+	c.MustGetEqual([]byte("b1"), []byte("v"))
+}
