@@ -46,6 +46,8 @@ func (s *Store) measureRegion(region *metapb.Region, force bool) (splitKey []byt
 		size uint64
 	}
 	var marks []mark
+	// Remember a candidate split key every so many bytes.
+	step := max(1, min(64<<10, s.cfg.RegionSplitSize/8))
 	for _, cf := range engine.CFs {
 		cfb, _ := engine.CFByte(cf)
 		lo, hi := engine.DataRange(cfb, region.StartKey, region.EndKey)
@@ -55,7 +57,7 @@ func (s *Store) measureRegion(region *metapb.Region, force bool) (splitKey []byt
 			sz := uint64(item.EstimatedSize())
 			size += sz
 			keys++
-			if cf == engine.CFDefault && (len(marks) == 0 || size-marks[len(marks)-1].size >= 64<<10) {
+			if cf == engine.CFDefault && (len(marks) == 0 || size-marks[len(marks)-1].size >= step) {
 				marks = append(marks, mark{key: bytes.Clone(engine.UserKey(item.Key())), size: size})
 			}
 		}

@@ -143,3 +143,36 @@ func TestOneSplit(t *testing.T) {
 	c.MustGetEqual([]byte("a1"), []byte("v"))
 	c.MustGetEqual([]byte("b1"), []byte("v"))
 }
+
+// The TinyKV project-3B scenarios: membership changes and splits under
+// clients, crashes, lossy networks and partitions.
+func TestMultiRaftScenarios(t *testing.T) {
+	cases := []struct {
+		name string
+		opts ScenarioOptions
+	}{
+		{"ConfChangeRecover", ScenarioOptions{Clients: 1, ConfChange: true, CrashRestart: true}},
+		{"ConfChangeRecoverManyClients", ScenarioOptions{Clients: 20, ConfChange: true, CrashRestart: true}},
+		{"ConfChangeUnreliable", ScenarioOptions{Clients: 5, ConfChange: true, Unreliable: true}},
+		{"ConfChangeUnreliableRecover", ScenarioOptions{Clients: 5, ConfChange: true, Unreliable: true, CrashRestart: true}},
+		{"ConfChangeSnapshotUnreliableRecover", ScenarioOptions{Clients: 5, ConfChange: true, Unreliable: true, CrashRestart: true, MaxRaftLog: 100}},
+		{"ConfChangeSnapshotUnreliableRecoverPartition", ScenarioOptions{Clients: 5, ConfChange: true, Unreliable: true, CrashRestart: true, MaxRaftLog: 100, Partitions: true}},
+		{"SplitRecover", ScenarioOptions{Clients: 1, Split: true, CrashRestart: true}},
+		{"SplitRecoverManyClients", ScenarioOptions{Clients: 20, Split: true, CrashRestart: true}},
+		{"SplitUnreliable", ScenarioOptions{Clients: 5, Split: true, Unreliable: true}},
+		{"SplitUnreliableRecover", ScenarioOptions{Clients: 5, Split: true, Unreliable: true, CrashRestart: true}},
+		{"SplitConfChangeSnapshotUnreliableRecover", ScenarioOptions{Clients: 5, Split: true, ConfChange: true, Unreliable: true, CrashRestart: true, MaxRaftLog: 100}},
+		{"SplitConfChangeSnapshotUnreliableRecoverPartition", ScenarioOptions{Clients: 5, Split: true, ConfChange: true, Unreliable: true, CrashRestart: true, MaxRaftLog: 100, Partitions: true}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Cluster.Stores = 5
+			start := time.Now()
+			c := RunScenario(t, tc.opts)
+			if tc.opts.Split && c.regionCount() < 2 {
+				t.Errorf("the data never split: %d region", c.regionCount())
+			}
+			t.Logf("%s took %v", tc.name, time.Since(start))
+		})
+	}
+}

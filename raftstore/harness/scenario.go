@@ -9,6 +9,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/regionkv/regionkv/proto/metapb"
+	"github.com/regionkv/regionkv/proto/raft_cmdpb"
+	"github.com/regionkv/regionkv/proto/schedulerpb"
 )
 
 // ScenarioOptions shapes RunScenario. Zero fields take the defaults noted.
@@ -28,6 +32,12 @@ type ScenarioOptions struct {
 	// each round keeps crashing one random store and restarting it a little
 	// later.
 	CrashRestart bool
+	// ConfChange keeps adding and removing peers of random regions (between
+	// 3 and all stores) during rounds.
+	ConfChange bool
+	// Split makes regions tiny (200 bytes), so the data splits into many
+	// regions as it is written.
+	Split bool
 	// MaxRaftLog, if set, makes the stores compact their raft logs past this
 	// many entries (so lagging and restarted followers catch up through
 	// snapshots) and checks after every round that no store keeps more than
@@ -70,6 +80,12 @@ type keyState struct {
 // was acknowledged must read back exactly.
 func RunScenario(t *testing.T, opts ScenarioOptions) *Cluster {
 	t.Helper()
+	if opts.Split {
+		// Enough keys that even one client's data splits several times.
+		setIfZero(&opts.KeysPerClient, max(8, 40/max(opts.Clients, 1)))
+		cfg := &opts.Cluster.Config
+		cfg.RegionMaxSize, cfg.RegionSplitSize, cfg.SplitCheckTickTicks = 200, 120, 5
+	}
 	opts.defaults()
 	if opts.MaxRaftLog > 0 {
 		cfg := &opts.Cluster.Config
@@ -103,6 +119,9 @@ func RunScenario(t *testing.T, opts ScenarioOptions) *Cluster {
 		if opts.CrashRestart {
 			wg.Go(func() { c.crashLoop(stop) })
 		}
+		if opts.ConfChange {
+			wg.Go(func() { c.confChangeLoop(stop, opts.Clients, opts.KeysPerClient) })
+		}
 		time.Sleep(opts.RoundDuration)
 		close(stop)
 		wg.Wait()
@@ -119,9 +138,9 @@ func RunScenario(t *testing.T, opts ScenarioOptions) *Cluster {
 		}
 		c.readBack(states, rec)
 		if opts.MaxRaftLog > 0 {
-			c.CheckLogBounded(firstRegionID, 2*opts.MaxRaftLog)
+			c.CheckLogBounded(2 * opts.MaxRaftLog)
 		}
-		t.Logf("round %d: %d ops acknowledged, network %+v", round, acked.Load(), c.net.Stats())
+		t.Logf("round %d: %d ops acknowledged, %d regions, network %+v", round, acked.Load(), c.regionCount(), c.net.Stats())
 	}
 	rec.CheckLinearizable(t, opts.CheckTimeout)
 	return c
@@ -253,19 +272,81 @@ func (c *Cluster) readBack(states [][]keyState, rec *Recorder) {
 	}
 }
 
-// CheckLogBounded waits (up to 10s) until every running store's peer of the
-// region keeps at most limit applied entries in its raft log, i.e. log GC
-// keeps up.
-func (c *Cluster) CheckLogBounded(regionID, limit uint64) {
+// CheckLogBounded waits (up to 10s) until every peer on every running store
+// keeps at most limit applied entries in its raft log, i.e. log GC keeps up.
+func (c *Cluster) CheckLogBounded(limit uint64) {
 	c.t.Helper()
 	c.Eventually(10*time.Second, func() error {
 		for _, id := range c.StoreIDs() {
-			st, ok := c.PeerStatus(id, regionID)
-			if ok && st.AppliedIndex-st.TruncatedIndex > limit {
-				return fmt.Errorf("store %d keeps %d applied log entries (applied %d, truncated %d), limit %d",
-					id, st.AppliedIndex-st.TruncatedIndex, st.AppliedIndex, st.TruncatedIndex, limit)
+			s := c.Store(id)
+			if s == nil {
+				continue
+			}
+			for _, st := range s.PeerStatuses() {
+				if st.AppliedIndex-st.TruncatedIndex > limit {
+					return fmt.Errorf("store %d region %d keeps %d applied log entries (applied %d, truncated %d), limit %d",
+						id, st.RegionID, st.AppliedIndex-st.TruncatedIndex, st.AppliedIndex, st.TruncatedIndex, limit)
+				}
 			}
 		}
 		return nil
 	})
+}
+
+// regionCount is how many distinct initialized regions the stores hold.
+func (c *Cluster) regionCount() int {
+	ids := map[uint64]bool{}
+	for _, id := range c.StoreIDs() {
+		if s := c.Store(id); s != nil {
+			for _, st := range s.PeerStatuses() {
+				if len(st.Region.GetPeers()) > 0 {
+					ids[st.RegionID] = true
+				}
+			}
+		}
+	}
+	return len(ids)
+}
+
+// confChangeLoop adds or removes a peer of the region of a random client key
+// every 200-500ms: it removes one while the region has more than 3 peers
+// (and at random), else adds one on a store without.
+func (c *Cluster) confChangeLoop(stop <-chan struct{}, clients, keys int) {
+	for {
+		t := time.NewTimer(time.Duration(200+c.Rand(300)) * time.Millisecond)
+		select {
+		case <-stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		r := c.RegionOf([]byte(clientKey(c.Rand(clients), c.Rand(keys))))
+		if r == nil {
+			continue
+		}
+		if len(r.Peers) > 3 && c.Rand(2) == 0 {
+			p := r.Peers[c.Rand(len(r.Peers))]
+			c.sched.AddOperator(r.Id, &Operator{ChangePeer: &schedulerpb.ChangePeer{ChangeType: raft_cmdpb.ConfChangeType_RemoveNode, Peer: p}})
+			continue
+		}
+		var free []uint64
+		for _, id := range c.StoreIDs() {
+			if !hasStore(r, id) {
+				free = append(free, id)
+			}
+		}
+		if len(free) > 0 {
+			p := c.NewPeer(free[c.Rand(len(free))])
+			c.sched.AddOperator(r.Id, &Operator{ChangePeer: &schedulerpb.ChangePeer{ChangeType: raft_cmdpb.ConfChangeType_AddNode, Peer: p}})
+		}
+	}
+}
+
+func hasStore(r *metapb.Region, storeID uint64) bool {
+	for _, p := range r.Peers {
+		if p.StoreId == storeID {
+			return true
+		}
+	}
+	return false
 }

@@ -69,7 +69,7 @@ func TestOneSnapshot(t *testing.T) {
 			t.Fatalf("after restart the lagger has k%d = %q, %v", i, v, ok)
 		}
 	}
-	c.CheckLogBounded(firstRegionID, 20)
+	c.CheckLogBounded(20)
 }
 
 // TestSnapshotApplyCrash kills a store after applying a snapshot cleared the
@@ -102,7 +102,7 @@ func TestSnapshotApplyCrash(t *testing.T) {
 		c.MustPut([]byte(fmt.Sprintf("k%02d", i)), []byte("v"))
 	}
 	c.MustDelete([]byte("old"))
-	c.CheckLogBounded(firstRegionID, 20)
+	c.CheckLogBounded(20)
 	c.Network().Heal()
 	c.Eventually(15*time.Second, func() error {
 		if !crashed.isSet() {
