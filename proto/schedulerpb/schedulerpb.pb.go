@@ -1544,7 +1544,9 @@ func (m *RegionHeartbeatRequest) GetTerm() uint64 {
 	return 0
 }
 
-// ChangePeer asks the leader to propose a conf change.
+// ChangePeer asks the leader to propose a conf change: AddLearnerNode adds
+// peer as a learner, AddNode adds it as a voter or promotes it if it is
+// already a learner, RemoveNode removes it.
 type ChangePeer struct {
 	ChangeType           raft_cmdpb.ConfChangeType `protobuf:"varint,1,opt,name=change_type,json=changeType,proto3,enum=regionkv.raft_cmdpb.ConfChangeType" json:"change_type,omitempty"`
 	Peer                 *metapb.Peer              `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`

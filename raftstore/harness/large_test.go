@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -23,9 +24,17 @@ func TestLargeWrites(t *testing.T) {
 	errs := make(chan error, 32)
 	for i := range 32 {
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			errs <- c.Put(ctx, []byte(fmt.Sprintf("m%02d", i)), medium)
+			for {
+				// A put is idempotent: retry through ambiguous outcomes (a
+				// leader change under this load can leave one unknown).
+				err := c.Put(ctx, []byte(fmt.Sprintf("m%02d", i)), medium)
+				if err == nil || !errors.Is(err, ErrUnknownOutcome) {
+					errs <- err
+					return
+				}
+			}
 		})
 	}
 	wg.Wait()
