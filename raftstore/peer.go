@@ -562,7 +562,7 @@ func (p *peer) send(msgs []raftpb.Message) {
 
 func (p *peer) publishStatus() {
 	st := p.rn.BasicStatus()
-	p.status.Store(&PeerStatus{
+	next := PeerStatus{
 		RegionID:         p.regionID(),
 		PeerID:           p.meta.Id,
 		StoreID:          p.meta.StoreId,
@@ -576,7 +576,12 @@ func (p *peer) publishStatus() {
 		TruncatedIndex:   p.ps.truncatedIndex(),
 		PendingProposals: p.proposals.len(),
 		PendingReads:     p.reads.len(),
-	})
+	}
+	// Most rounds of an idle peer (a tick, a heartbeat) change nothing here.
+	if cur := p.status.Load(); cur != nil && *cur == next {
+		return
+	}
+	p.status.Store(&next)
 }
 
 // stop fails every pending callback; the peer is not used afterwards.

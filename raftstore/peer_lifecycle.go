@@ -128,6 +128,13 @@ func (s *Store) maybeCreatePeer(msg *rspb.RaftMessage) error {
 	}
 	probe := &metapb.Region{Id: regionID, StartKey: msg.StartKey, EndKey: msg.EndKey}
 	if o := s.overlapping(probe, regionID); o != nil {
+		if t := msg.Message.Type; (t == raftpb.MsgVote || t == raftpb.MsgPreVote) && msg.Message.Term <= RaftInitLogTerm+1 {
+			// Most likely the first election of a region a split is creating:
+			// the split has not been applied here yet. Keep the vote for the
+			// split-created peer, rather than make the candidate wait out an
+			// election timeout.
+			s.parkVote(msg)
+		}
 		return fmt.Errorf("range [%q, %q) overlaps region %d", msg.StartKey, msg.EndKey, o.Id)
 	}
 	region := &metapb.Region{Id: regionID, RegionEpoch: &metapb.RegionEpoch{}}
@@ -141,4 +148,36 @@ func (s *Store) maybeCreatePeer(msg *rspb.RaftMessage) error {
 	s.addPeer(p)
 	p.log.Info("created uninitialized peer", "from", msg.FromPeer.GetId(), "msg", msg.Message.Type)
 	return s.router.Send(regionID, peerMsg{kind: peerMsgRaft, raft: msg})
+}
+
+// maxPendingVotes bounds the votes kept for regions not created yet.
+const maxPendingVotes = 1024
+
+// parkVote keeps a first-election vote for a region that a pending split
+// will create here; startSplitPeer replays it. Runs on the store worker.
+func (s *Store) parkVote(msg *rspb.RaftMessage) {
+	s.pendingVotes.Lock()
+	defer s.pendingVotes.Unlock()
+	if len(s.pendingVotes.msgs) >= maxPendingVotes {
+		s.pendingVotes.msgs = s.pendingVotes.msgs[1:]
+	}
+	s.pendingVotes.msgs = append(s.pendingVotes.msgs, msg)
+}
+
+// takeVotes removes and returns the parked votes for a region.
+func (s *Store) takeVotes(regionID uint64) []*rspb.RaftMessage {
+	s.pendingVotes.Lock()
+	defer s.pendingVotes.Unlock()
+	var out []*rspb.RaftMessage
+	kept := s.pendingVotes.msgs[:0]
+	for _, m := range s.pendingVotes.msgs {
+		if m.RegionId == regionID {
+			out = append(out, m)
+		} else {
+			kept = append(kept, m)
+		}
+	}
+	clear(s.pendingVotes.msgs[len(kept):])
+	s.pendingVotes.msgs = kept
+	return out
 }

@@ -133,6 +133,9 @@ func (s *Store) startSplitPeer(region *metapb.Region, campaign bool) {
 	if campaign {
 		_ = s.router.Send(region.Id, peerMsg{kind: peerMsgCampaign})
 	}
+	for _, m := range s.takeVotes(region.Id) {
+		_ = s.router.Send(region.Id, peerMsg{kind: peerMsgRaft, raft: m})
+	}
 }
 
 // replaceBySplit: this uninitialized peer's region was just created here by
@@ -159,6 +162,9 @@ func (p *peer) replaceBySplit(region *metapb.Region, campaign bool) {
 	s.addPeer(np)
 	for _, m := range queued {
 		_ = s.router.Send(region.Id, m)
+	}
+	for _, m := range s.takeVotes(region.Id) {
+		_ = s.router.Send(region.Id, peerMsg{kind: peerMsgRaft, raft: m})
 	}
 	if campaign {
 		_ = s.router.Send(region.Id, peerMsg{kind: peerMsgCampaign})

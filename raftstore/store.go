@@ -62,6 +62,13 @@ type Store struct {
 		byStart []*metapb.Region
 	}
 
+	// pendingVotes holds first-election votes for regions a split will
+	// create here (see parkVote).
+	pendingVotes struct {
+		sync.Mutex
+		msgs []*rspb.RaftMessage
+	}
+
 	started  atomic.Bool
 	stopOnce sync.Once
 	stopc    chan struct{}
