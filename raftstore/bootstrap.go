@@ -64,3 +64,22 @@ func BootstrapRegion(engines *engine.Engines, region *metapb.Region) error {
 	}
 	return engines.SyncKV()
 }
+
+// ClearBootstrapRegion removes what BootstrapRegion wrote for a region. A
+// store calls it when the scheduler refuses the first region it prepared
+// because another store bootstrapped the cluster first. The region's peer
+// must never have been started (its raft log is still empty).
+func ClearBootstrapRegion(engines *engine.Engines, regionID uint64) error {
+	var raftWB, kvWB engine.WriteBatch
+	kvWB.Delete(engine.RegionStateKey(regionID))
+	kvWB.Delete(engine.ApplyStateKey(regionID))
+	raftWB.Delete(engine.RaftStateKey(regionID))
+	// The region state first: a raft state without it is never loaded.
+	if err := kvWB.Commit(engines.KV); err != nil {
+		return err
+	}
+	if err := engines.SyncKV(); err != nil {
+		return err
+	}
+	return raftWB.Commit(engines.Raft)
+}

@@ -31,6 +31,8 @@ const (
 	peerMsgSplitCheckResult
 	// peerMsgForceSplitCheck: split the region in the middle (an operator).
 	peerMsgForceSplitCheck
+	// peerMsgWake: a quiesced follower's leader store went silent.
+	peerMsgWake
 )
 
 // peerMsg is what a region mailbox carries. It is a small value type so that

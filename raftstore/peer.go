@@ -59,7 +59,11 @@ type peer struct {
 
 	ticks    uint64 // logical ticks seen
 	isLeader bool   // as of the last SoftState
-	leaderID uint64
+	// quiesced: the peer sleeps (quiesce.go); lastActivity is the tick of
+	// the last thing that happened in the region.
+	quiesced     bool
+	lastActivity uint64
+	leaderID     uint64
 
 	// Per-round state, set by collectReady and cleared by finishReady.
 	ready       raft.Ready
@@ -164,7 +168,10 @@ func (p *peer) handleMsgs(msgs []peerMsg) {
 		case peerMsgRaft:
 			p.onRaftMessage(m.raft)
 		case peerMsgCommand:
+			p.wake()
 			p.onCommand(m.cmd, m.cb)
+		case peerMsgWake:
+			p.wake()
 		case peerMsgTick:
 			ticks++
 		case peerMsgSnapStatus:
@@ -201,6 +208,7 @@ func (p *peer) onTick() {
 	p.ticks++
 	cfg := &p.store.cfg
 	p.trackActivity()
+	p.maybeQuiesce()
 	if p.ticks%uint64(cfg.RaftLogGCTickTicks) == 0 {
 		p.onRaftLogGCTick()
 	}
@@ -233,8 +241,18 @@ func (p *peer) onRaftMessage(msg *rspb.RaftMessage) {
 	if _, ok := p.peerCache[msg.FromPeer.Id]; !ok {
 		p.peerCache[msg.FromPeer.Id] = msg.FromPeer
 	}
+	switch t := msg.Message.Type; {
+	case t == raftpb.MsgHeartbeatResp || (t == raftpb.MsgHeartbeat && p.quiesced):
+		// Replies to a quiescing leader's last heartbeat, and heartbeats
+		// to a sleeping follower, leave it asleep.
+	default:
+		p.wake()
+	}
 	if err := p.rn.Step(*msg.Message); err != nil {
 		p.log.Debug("step raft message", "type", msg.Message.Type, "from", msg.Message.From, "err", err)
+	}
+	if msg.Quiesce && msg.Message.Type == raftpb.MsgHeartbeat {
+		p.onQuiesceHeartbeat(msg)
 	}
 }
 

@@ -62,6 +62,9 @@ type Store struct {
 		byStart []*metapb.Region
 	}
 
+	// ticking tracks which peers tick and which sleep (quiesce.go).
+	ticking *storeTicking
+
 	// pendingVotes holds first-election votes for regions a split will
 	// create here (see parkVote).
 	pendingVotes struct {
@@ -109,6 +112,7 @@ func NewStore(cfg Config, engines *engine.Engines, trans Transport) (*Store, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.logGC = newLogGCWorker(s)
+	s.ticking = newStoreTicking()
 	s.meta.peers = make(map[uint64]*peer)
 	if err := s.loadPeers(); err != nil {
 		return nil, err
@@ -169,6 +173,7 @@ func (s *Store) addPeer(p *peer) {
 	if p.ps.isInitialized() {
 		s.insertRangeLocked(p.region())
 	}
+	s.ticking.setActive(p.regionID())
 }
 
 // removePeer forgets a destroyed peer.
@@ -178,6 +183,7 @@ func (s *Store) removePeer(p *peer) {
 	if s.meta.peers[p.regionID()] == p {
 		delete(s.meta.peers, p.regionID())
 		s.removeRangeLocked(p.regionID())
+		s.ticking.forget(p.regionID())
 	}
 }
 
@@ -277,20 +283,6 @@ func (s *Store) Start() error {
 	return nil
 }
 
-// runTicker fans one store clock out to every peer as logical ticks.
-func (s *Store) runTicker() {
-	t := time.NewTicker(s.cfg.RaftBaseTickInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopc:
-			return
-		case <-t.C:
-			s.router.Broadcast(peerMsg{kind: peerMsgTick})
-		}
-	}
-}
-
 // Stop stops the ticker and the workers and fails every pending command
 // with ErrStoreStopped. It does not close the engines. It is idempotent.
 func (s *Store) Stop() {
@@ -388,6 +380,13 @@ func (w *waiter) release() {
 
 // OnRaftMessage hands a raft message from another store to its peer.
 func (s *Store) OnRaftMessage(msg *rspb.RaftMessage) error {
+	if isStorePing(msg) {
+		s.ticking.heard(msg.FromPeer.StoreId, time.Now())
+		return nil
+	}
+	if msg != nil && msg.FromPeer != nil {
+		s.ticking.heard(msg.FromPeer.StoreId, time.Now())
+	}
 	switch {
 	case msg == nil || (msg.Message == nil && !msg.IsTombstone):
 		return errors.New("raft message without a message")
