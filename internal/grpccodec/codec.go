@@ -1,4 +1,13 @@
-package server
+// Package grpccodec replaces gRPC's "proto" codec with one that marshals
+// gogo-generated messages (ours, and go.etcd.io/raft/v3/raftpb) through their
+// generated Size, MarshalToSizedBuffer and Unmarshal methods, and hands every
+// other message to gRPC's default codec.
+//
+// Importing the package (for its side effect) is enough: its init registers
+// Codec under the name "proto", so every gRPC client and server in the
+// process uses it. It is a leaf: it imports nothing from regionkv, so the
+// store, the scheduler and their clients can all link it.
+package grpccodec
 
 import (
 	"fmt"
@@ -20,7 +29,7 @@ var fallbackCodec = encoding.GetCodecV2(grpcproto.Name)
 
 func init() {
 	if fallbackCodec == nil {
-		panic("kv/server: grpc/encoding/proto did not register the default proto codec")
+		panic("grpccodec: grpc/encoding/proto did not register the default proto codec")
 	}
 	// Replacing the "proto" codec is the documented way to change how gRPC
 	// marshals protobufs; it must happen in an init function.

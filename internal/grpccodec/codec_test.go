@@ -1,9 +1,11 @@
-package server
+package grpccodec
 
 import (
 	"bytes"
 	"fmt"
 	"testing"
+
+	"google.golang.org/grpc/encoding"
 
 	"go.etcd.io/raft/v3/raftpb"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -175,5 +177,11 @@ func BenchmarkCodec(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+func TestCodecIsRegistered(t *testing.T) {
+	if c, ok := encoding.GetCodecV2(CodecName).(Codec); !ok {
+		t.Fatalf("codec %q is %T, want grpccodec.Codec", CodecName, c)
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	_ "github.com/regionkv/regionkv/internal/grpccodec" // the gogo-aware "proto" codec
 	"io"
 	"log/slog"
 	"time"

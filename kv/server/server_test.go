@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/regionkv/regionkv/internal/grpccodec"
 	"log/slog"
 	"net"
 	"strings"
@@ -915,8 +916,8 @@ func TestHealthAndReflection(t *testing.T) {
 }
 
 func TestCodecIsRegistered(t *testing.T) {
-	if c, ok := encoding.GetCodecV2(CodecName).(Codec); !ok {
-		t.Fatalf("codec %q is %T, want server.Codec", CodecName, c)
+	if c, ok := encoding.GetCodecV2(grpccodec.CodecName).(grpccodec.Codec); !ok {
+		t.Fatalf("codec %q is %T, want grpccodec.Codec", grpccodec.CodecName, c)
 	}
 }
 
