@@ -483,30 +483,25 @@ func epochChecks(req *raft_cmdpb.RaftCmdRequest) (version, confVer bool) {
 	return false, false
 }
 
-// checkKeys verifies every key of a normal request lies in the region.
+// checkKeys verifies every request's column family and that its key (or
+// range) lies in the region.
 func checkKeys(req *raft_cmdpb.RaftCmdRequest, region *metapb.Region) error {
 	for _, r := range req.Requests {
-		if err := checkCF(r); err != nil {
+		if r.CmdType == raft_cmdpb.CmdType_Snap {
+			continue
+		}
+		cf, key, ok := requestTarget(r)
+		if !ok {
+			return fmt.Errorf("invalid command type %v", r.CmdType)
+		}
+		if _, err := engine.CFByte(cf); err != nil {
 			return err
 		}
-		var key []byte
-		switch r.CmdType {
-		case raft_cmdpb.CmdType_Get:
-			key = r.Get.GetKey()
-		case raft_cmdpb.CmdType_Put:
-			key = r.Put.GetKey()
-		case raft_cmdpb.CmdType_Delete:
-			key = r.Delete.GetKey()
-		case raft_cmdpb.CmdType_DeleteRange:
-			key = r.DeleteRange.GetStartKey()
+		if r.CmdType == raft_cmdpb.CmdType_DeleteRange {
 			end := r.DeleteRange.GetEndKey()
 			if len(end) > 0 && (bytes.Compare(end, key) < 0 || len(region.EndKey) > 0 && bytes.Compare(end, region.EndKey) > 0) {
 				return &KeyNotInRegionError{Key: end, Region: region}
 			}
-		case raft_cmdpb.CmdType_Snap:
-			continue
-		default:
-			return fmt.Errorf("invalid command type %v", r.CmdType)
 		}
 		if err := CheckKeyInRegion(key, region); err != nil {
 			return err
@@ -515,20 +510,20 @@ func checkKeys(req *raft_cmdpb.RaftCmdRequest, region *metapb.Region) error {
 	return nil
 }
 
-func checkCF(r *raft_cmdpb.Request) error {
-	var cf string
+// requestTarget returns the column family and key (start key, for a range)
+// of a data request; ok is false for other request types.
+func requestTarget(r *raft_cmdpb.Request) (cf string, key []byte, ok bool) {
 	switch r.CmdType {
 	case raft_cmdpb.CmdType_Get:
-		cf = r.Get.GetCf()
+		return r.Get.GetCf(), r.Get.GetKey(), true
 	case raft_cmdpb.CmdType_Put:
-		cf = r.Put.GetCf()
+		return r.Put.GetCf(), r.Put.GetKey(), true
 	case raft_cmdpb.CmdType_Delete:
-		cf = r.Delete.GetCf()
+		return r.Delete.GetCf(), r.Delete.GetKey(), true
 	case raft_cmdpb.CmdType_DeleteRange:
-		cf = r.DeleteRange.GetCf()
+		return r.DeleteRange.GetCf(), r.DeleteRange.GetStartKey(), true
 	}
-	_, err := engine.CFByte(cf)
-	return err
+	return "", nil, false
 }
 
 func errResult(err error) Result {

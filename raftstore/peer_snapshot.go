@@ -239,29 +239,8 @@ func clearRegionData(eng *engine.Engines, region *metapb.Region) error {
 	for _, cf := range engine.CFs {
 		cfb, _ := engine.CFByte(cf)
 		lo, hi := engine.DataRange(cfb, region.StartKey, region.EndKey)
-		for {
-			var keys [][]byte
-			err := eng.KV.View(func(txn *badger.Txn) error {
-				it := engine.NewRangeIter(txn, lo, hi, false, true)
-				defer it.Close()
-				for ; it.Valid() && len(keys) < 16<<10; it.Next() {
-					keys = append(keys, it.Item().KeyCopy(nil))
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if len(keys) == 0 {
-				break
-			}
-			var wb engine.WriteBatch
-			for _, k := range keys {
-				wb.Delete(k)
-			}
-			if err := wb.Commit(eng.KV); err != nil {
-				return err
-			}
+		if err := engine.DeleteRange(eng.KV, lo, hi); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -308,26 +287,5 @@ func recoverApplyingSnapshot(eng *engine.Engines, snaps *snapManager, st *rspb.R
 // deleteRaftLog deletes a region's raft log entries in [start, end), in
 // bounded batches.
 func deleteRaftLog(eng *engine.Engines, regionID, start, end uint64) error {
-	lo, hi := engine.RaftLogKey(regionID, start), engine.RaftLogKey(regionID, end)
-	for {
-		var keys [][]byte
-		err := eng.Raft.View(func(txn *badger.Txn) error {
-			it := engine.NewRangeIter(txn, lo, hi, false, true)
-			defer it.Close()
-			for ; it.Valid() && len(keys) < 16<<10; it.Next() {
-				keys = append(keys, it.Item().KeyCopy(nil))
-			}
-			return nil
-		})
-		if err != nil || len(keys) == 0 {
-			return err
-		}
-		var wb engine.WriteBatch
-		for _, k := range keys {
-			wb.Delete(k)
-		}
-		if err := wb.Commit(eng.Raft); err != nil {
-			return err
-		}
-	}
+	return engine.DeleteRange(eng.Raft, engine.RaftLogKey(regionID, start), engine.RaftLogKey(regionID, end))
 }

@@ -82,3 +82,33 @@ func (wb *WriteBatch) Commit(db *badger.DB) error {
 	}
 	return nil
 }
+
+// deleteRangeBatchKeys bounds one transaction of DeleteRange.
+const deleteRangeBatchKeys = 16 << 10
+
+// DeleteRange deletes every key of db in [lo, hi), in transactions of a
+// bounded number of keys; it is not atomic as a whole (a crash may leave a
+// prefix deleted), so callers use it only where redoing it is safe.
+func DeleteRange(db *badger.DB, lo, hi []byte) error {
+	for {
+		var keys [][]byte
+		err := db.View(func(txn *badger.Txn) error {
+			it := NewRangeIter(txn, lo, hi, false, true)
+			defer it.Close()
+			for ; it.Valid() && len(keys) < deleteRangeBatchKeys; it.Next() {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+			return nil
+		})
+		if err != nil || len(keys) == 0 {
+			return err
+		}
+		var wb WriteBatch
+		for _, k := range keys {
+			wb.Delete(k)
+		}
+		if err := wb.Commit(db); err != nil {
+			return err
+		}
+	}
+}
