@@ -7,7 +7,7 @@ BIN       := bin
 TEST_FLAGS ?= -race -timeout 20m
 LONG_FLAGS ?= -timeout 60m
 
-.PHONY: help build test test-long bench proto verify fmt vet check-proto playground clean
+.PHONY: help build test test-long test-cluster bench proto verify fmt vet check-proto playground clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,6 +19,9 @@ build: ## Build every package and the binaries under bin/.
 
 test: ## Run the whole test suite (with the race detector), as CI does.
 	$(GO) test $(TEST_FLAGS) $(PKGS)
+
+test-cluster: ## Run only the multi-process cluster tests (real scheduler and store processes).
+	$(GO) test $(TEST_FLAGS) -v -run . ./internal/testcluster/
 
 test-long: ## Run the long soak and scale scenarios too.
 	REGIONKV_LONG=1 $(GO) test $(LONG_FLAGS) $(PKGS)
@@ -42,6 +45,9 @@ check-proto: ## Fail if the generated code is not what `make proto` produces.
 
 verify: vet check-proto ## gofmt, go vet and the generated-code drift check.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+playground: build ## A scheduler and three stores on loopback, in the foreground (Ctrl-C stops them).
+	BIN=$(BIN) ./scripts/playground.sh
 
 clean:
 	rm -rf $(BIN)

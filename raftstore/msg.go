@@ -33,6 +33,10 @@ const (
 	peerMsgForceSplitCheck
 	// peerMsgWake: a quiesced follower's leader store went silent.
 	peerMsgWake
+	// peerMsgRegionHeartbeat: a quiesced leader reports its region to the
+	// scheduler; it does not tick, so its own heartbeat tick never comes,
+	// and operators ride the heartbeat responses.
+	peerMsgRegionHeartbeat
 )
 
 // peerMsg is what a region mailbox carries. It is a small value type so that

@@ -172,6 +172,8 @@ func (p *peer) handleMsgs(msgs []peerMsg) {
 			p.onCommand(m.cmd, m.cb)
 		case peerMsgWake:
 			p.wake()
+		case peerMsgRegionHeartbeat:
+			p.onRegionHeartbeatTick()
 		case peerMsgTick:
 			ticks++
 		case peerMsgSnapStatus:

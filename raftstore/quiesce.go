@@ -28,6 +28,9 @@ import (
 // of stores, whatever the number of regions) and record when they last
 // heard from each store; a quiesced follower whose leader's store has been
 // silent for an election timeout is woken, ticks, and elects a new leader.
+// A quiesced leader still sends its region heartbeat every region heartbeat
+// interval, so that the scheduler's operators (which ride the responses)
+// reach idle regions; a step it gets back is a command, which wakes it.
 // Quiescence affects only timers, never what raft decides.
 
 // quiesceAfterElections is how many election timeouts a leader must be idle
@@ -41,6 +44,9 @@ type storeTicking struct {
 	active map[uint64]struct{}
 	// sleeping maps each quiesced follower's region to its leader's store.
 	sleeping map[uint64]uint64
+	// leaders are the regions whose quiesced leader is here: they still
+	// report to the scheduler every region heartbeat interval.
+	leaders map[uint64]struct{}
 	// lastHeard is when each other store was last heard from.
 	lastHeard map[uint64]time.Time
 	ids       []uint64 // scratch for the ticker
@@ -50,6 +56,7 @@ func newStoreTicking() *storeTicking {
 	return &storeTicking{
 		active:    make(map[uint64]struct{}),
 		sleeping:  make(map[uint64]uint64),
+		leaders:   make(map[uint64]struct{}),
 		lastHeard: make(map[uint64]time.Time),
 	}
 }
@@ -58,6 +65,7 @@ func (t *storeTicking) setActive(regionID uint64) {
 	t.mu.Lock()
 	t.active[regionID] = struct{}{}
 	delete(t.sleeping, regionID)
+	delete(t.leaders, regionID)
 	t.mu.Unlock()
 }
 
@@ -67,6 +75,8 @@ func (t *storeTicking) setSleeping(regionID, leaderStore uint64) {
 	delete(t.active, regionID)
 	if leaderStore != 0 {
 		t.sleeping[regionID] = leaderStore
+	} else {
+		t.leaders[regionID] = struct{}{}
 	}
 	t.mu.Unlock()
 }
@@ -75,6 +85,7 @@ func (t *storeTicking) forget(regionID uint64) {
 	t.mu.Lock()
 	delete(t.active, regionID)
 	delete(t.sleeping, regionID)
+	delete(t.leaders, regionID)
 	t.mu.Unlock()
 }
 
@@ -95,6 +106,17 @@ func (t *storeTicking) activeRegions() []uint64 {
 	return t.ids
 }
 
+// quiescedLeaders returns the regions whose quiesced leader is here.
+func (t *storeTicking) quiescedLeaders() []uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]uint64, 0, len(t.leaders))
+	for id := range t.leaders {
+		out = append(out, id)
+	}
+	return out
+}
+
 // orphans returns the quiesced followers whose leader's store has been
 // silent longer than timeout.
 func (t *storeTicking) orphans(now time.Time, timeout time.Duration) []uint64 {
@@ -110,15 +132,16 @@ func (t *storeTicking) orphans(now time.Time, timeout time.Duration) []uint64 {
 }
 
 // runTicker fans the store clock out as logical ticks to the peers that are
-// awake, pings the other stores once per heartbeat interval, and wakes
-// quiesced followers whose leader's store went silent.
+// awake, has quiesced leaders send their region heartbeats, pings the other
+// stores once per heartbeat interval, and wakes quiesced followers whose
+// leader's store went silent.
 func (s *Store) runTicker() {
 	t := time.NewTicker(s.cfg.RaftBaseTickInterval)
 	defer t.Stop()
 	heartbeat := time.Duration(s.cfg.RaftHeartbeatTicks) * s.cfg.RaftBaseTickInterval
 	election := time.Duration(s.cfg.RaftElectionTicks) * s.cfg.RaftBaseTickInterval
 	var lastPing time.Time
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-s.stopc:
 			return
@@ -126,9 +149,15 @@ func (s *Store) runTicker() {
 			for _, id := range s.ticking.activeRegions() {
 				_ = s.router.Send(id, peerMsg{kind: peerMsgTick})
 			}
+			if tick%s.cfg.RegionHeartbeatTickTicks == 0 {
+				for _, id := range s.ticking.quiescedLeaders() {
+					_ = s.router.Send(id, peerMsg{kind: peerMsgRegionHeartbeat})
+				}
+			}
 			if now.Sub(lastPing) >= heartbeat {
 				lastPing = now
 				s.pingStores()
+				s.trans.Flush() // the Transport contract: sends are flushed
 			}
 			for _, id := range s.ticking.orphans(now, election) {
 				_ = s.router.Send(id, peerMsg{kind: peerMsgWake})

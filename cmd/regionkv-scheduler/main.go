@@ -1,6 +1,6 @@
 // Command regionkv-scheduler runs one member of the regionkv scheduler: ids,
-// stores and the region tree, heartbeats, and (to come) operators, with its
-// metadata in an embedded etcd.
+// stores and the region tree, heartbeats, operators from the replica checker
+// and the balance schedulers, with its metadata in an embedded etcd.
 //
 //	regionkv-scheduler --data-dir /var/lib/regionkv-scheduler
 //
@@ -47,6 +47,8 @@ func run(args []string) int {
 	fs.StringVar(&flagCfg.EtcdPeerURL, "etcd-peer-url", cfg.EtcdPeerURL, "embedded etcd peer URL")
 	fs.StringVar(&flagCfg.InitialCluster, "initial-cluster", cfg.InitialCluster, "members of a new scheduler cluster: name=peer-url,... (default: this member alone)")
 	fs.TextVar(&flagCfg.LeaderLease, "leader-lease", cfg.LeaderLease, "how long a silent leader keeps leadership (>= 1s)")
+	fs.TextVar(&flagCfg.ScheduleInterval, "schedule-interval", cfg.ScheduleInterval, "how often the balance schedulers run")
+	fs.StringVar(&flagCfg.Schedulers, "schedulers", cfg.Schedulers, "balance schedulers to run, comma-separated, or none (changeable at run time: /api/v1/schedulers)")
 	fs.StringVar(&flagCfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&flagCfg.EtcdLogLevel, "etcd-log-level", cfg.EtcdLogLevel, "log level of the embedded etcd")
 	if err := fs.Parse(args); err != nil {
@@ -94,6 +96,10 @@ func run(args []string) int {
 			cfg.InitialCluster = flagCfg.InitialCluster
 		case "leader-lease":
 			cfg.LeaderLease = flagCfg.LeaderLease
+		case "schedule-interval":
+			cfg.ScheduleInterval = flagCfg.ScheduleInterval
+		case "schedulers":
+			cfg.Schedulers = flagCfg.Schedulers
 		case "log-level":
 			cfg.LogLevel = flagCfg.LogLevel
 		case "etcd-log-level":

@@ -30,6 +30,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{"bad log level", []string{"--log-level", "loud"}, 2},
 		{"bad initial cluster", []string{"--name", "a", "--initial-cluster", "b=http://127.0.0.1:1"}, 2},
 		{"bad lease", []string{"--leader-lease", "10ms"}, 2},
+		{"unknown scheduler", []string{"--schedulers", "balance-hot-region"}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := run(tc.args); got != tc.code {

@@ -21,10 +21,13 @@
 // Addressing follows TiKV. A request whose Context names a region (region_id
 // != 0) is served only by that peer, with that epoch. A request with
 // region_id 0 is routed by key to the region this store holds for that key;
-// such requests are what grpcurl users send. Forwarding to the leader's store
-// when this store's peer is not the leader is not implemented yet: the client
-// gets NotLeader.
+// such requests are what grpcurl users send. With a Forwarder (Options), a
+// store that is not the region's leader, or holds no region for the key,
+// forwards such a request once to the leader's store, with the region
+// context filled in, and returns its answer (see forward.go); without one
+// the client gets NotLeader or RegionNotFound.
 //
-// Importing the package replaces gRPC's "proto" codec with Codec, which
-// marshals gogo-generated messages through their own generated methods.
+// Importing the package replaces gRPC's "proto" codec with
+// internal/grpccodec's, which marshals gogo-generated messages through their
+// own generated methods.
 package server

@@ -26,6 +26,7 @@ const fakeStoreID = 1
 // request header (region, peer, epoch) and write keys as the raftstore does,
 // and can be told to fail.
 type fakeStore struct {
+	id      uint64
 	db      *badger.DB
 	regions []*metapb.Region // sorted by start key, covering the key space
 
@@ -39,6 +40,8 @@ type fakeStore struct {
 		block bool
 		// stopped makes every call fail with raftstore.ErrStoreStopped.
 		stopped bool
+		// hidden makes RegionByKey find no region.
+		hidden bool
 		// cmds records every command Execute received.
 		cmds []*raft_cmdpb.RaftCmdRequest
 		// raftMsgs records every message OnRaftMessage accepted.
@@ -54,6 +57,14 @@ var _ Store = (*fakeStore)(nil)
 // ascending order). Region i has id i+1, peer id 100+i+1, epoch {1, 1}.
 func newFakeStore(t testing.TB, splitKeys ...string) *fakeStore {
 	t.Helper()
+	return newFakeStoreOn(t, fakeStoreID, splitKeys...)
+}
+
+// newFakeStoreOn is newFakeStore for a store with another id; its peers
+// have the same ids as those of the store newFakeStore returns, so a
+// request context names the same peer on either.
+func newFakeStoreOn(t testing.TB, storeID uint64, splitKeys ...string) *fakeStore {
+	t.Helper()
 	// On disk: in-memory Badger refuses values over 1 MiB.
 	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil).
 		WithMemTableSize(32 << 20).WithBlockCacheSize(1 << 20).WithNumCompactors(2))
@@ -62,7 +73,7 @@ func newFakeStore(t testing.TB, splitKeys ...string) *fakeStore {
 	}
 	t.Cleanup(func() { db.Close() })
 	bounds := append(append([]string{""}, splitKeys...), "")
-	s := &fakeStore{db: db}
+	s := &fakeStore{id: storeID, db: db}
 	for i := 0; i+1 < len(bounds); i++ {
 		id := uint64(i + 1)
 		s.regions = append(s.regions, &metapb.Region{
@@ -70,13 +81,19 @@ func newFakeStore(t testing.TB, splitKeys ...string) *fakeStore {
 			StartKey:    []byte(bounds[i]),
 			EndKey:      []byte(bounds[i+1]),
 			RegionEpoch: &metapb.RegionEpoch{ConfVer: 1, Version: 1},
-			Peers:       []*metapb.Peer{{Id: 100 + id, StoreId: fakeStoreID}},
+			Peers:       []*metapb.Peer{{Id: 100 + id, StoreId: storeID}},
 		})
 	}
 	return s
 }
 
-func (s *fakeStore) StoreID() uint64 { return fakeStoreID }
+func (s *fakeStore) StoreID() uint64 { return s.id }
+
+func (s *fakeStore) setHidden(b bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.hidden = b
+}
 
 func (s *fakeStore) setFail(f func(*raft_cmdpb.RaftCmdRequest) error) {
 	s.mu.Lock()
@@ -111,10 +128,13 @@ func (s *fakeStore) raftMessages() []*raft_serverpb.RaftMessage {
 
 func (s *fakeStore) RegionByKey(key []byte) (*metapb.Region, *metapb.Peer, error) {
 	s.mu.Lock()
-	stopped := s.mu.stopped
+	stopped, hidden := s.mu.stopped, s.mu.hidden
 	s.mu.Unlock()
 	if stopped {
 		return nil, nil, raftstore.ErrStoreStopped
+	}
+	if hidden {
+		return nil, nil, &raftstore.RegionNotFoundError{}
 	}
 	for _, r := range s.regions {
 		if raftstore.CheckKeyInRegion(key, r) == nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/regionkv/regionkv/proto/kvpb"
@@ -81,5 +82,36 @@ func TestRealStore(t *testing.T) {
 	r, err := kv.RawPut(ctx, &kvrpcpb.RawPutRequest{Context: stale, Key: []byte("k"), Value: []byte("v")})
 	if err != nil || r.GetRegionError().GetEpochNotMatch() == nil {
 		t.Errorf("put with a stale epoch = %v, %v; want EpochNotMatch", r, err)
+	}
+}
+
+// TestRealStoreForwarding: requests without a region context sent to a
+// follower of a real cluster are forwarded to the leader and served.
+func TestRealStoreForwarding(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-store cluster")
+	}
+	c := harness.New(t, harness.Options{Stores: 3})
+	leader := c.WaitLeader(1)
+	fwd := &fakeForwarder{clients: make(map[uint64]kvpb.KvClient)}
+	clients := make(map[uint64]kvpb.KvClient)
+	for _, id := range c.StoreIDs() {
+		_, conn := serveWith(t, c.Store(id), Options{Forwarder: fwd})
+		clients[id] = kvpb.NewKvClient(conn)
+		fwd.clients[id] = clients[id]
+	}
+	ctx := testCtx(t)
+	for _, id := range c.StoreIDs() {
+		key := []byte(fmt.Sprintf("k%d", id))
+		mustOK(clients[id].RawPut(ctx, &kvrpcpb.RawPutRequest{Key: key, Value: key}))(t)
+	}
+	for _, id := range c.StoreIDs() {
+		if id == leader.StoreID {
+			continue
+		}
+		r := mustOK(clients[id].RawScan(ctx, &kvrpcpb.RawScanRequest{}))(t)
+		if got := pairsString(r.Kvs); got != "k1=k1 k2=k2 k3=k3" {
+			t.Errorf("scan through follower store %d = %q", id, got)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/regionkv/regionkv/proto/errorpb"
+	"github.com/regionkv/regionkv/proto/kvpb"
 	"github.com/regionkv/regionkv/proto/kvrpcpb"
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
@@ -84,7 +85,10 @@ type target struct {
 // route resolves a request's context. A context that names a region is used
 // as is (after a store check; the raftstore checks the rest); otherwise the
 // request goes to this store's region that holds key, with its current epoch.
-func (s *Server) route(c *kvrpcpb.Context, key []byte) (target, error) {
+//
+// A request without a region context that this store holds no region for
+// comes back as a forwardError when the scheduler knows who serves key.
+func (s *Server) route(ctx context.Context, c *kvrpcpb.Context, key []byte) (target, error) {
 	if id := c.GetRegionId(); id != 0 {
 		if p := c.GetPeer(); p != nil && p.StoreId != s.store.StoreID() {
 			return target{}, newRegionError(&raftstore.StoreNotMatchError{
@@ -97,7 +101,14 @@ func (s *Server) route(c *kvrpcpb.Context, key []byte) (target, error) {
 	}
 	region, peer, err := s.store.RegionByKey(key)
 	if err != nil {
-		return target{}, storeErr(err)
+		err = storeErr(err)
+		var re *regionError
+		if errors.As(err, &re) && re.pb.RegionNotFound != nil {
+			if fw := s.forwardNotFound(ctx, key, re); fw != nil {
+				return target{}, fw
+			}
+		}
+		return target{}, err
 	}
 	return target{
 		header: &raft_cmdpb.RaftRequestHeader{RegionId: region.GetId(), Peer: peer, RegionEpoch: region.GetRegionEpoch()},
@@ -127,7 +138,7 @@ func (s *Server) execute(ctx context.Context, req *raft_cmdpb.RaftCmdRequest) (r
 // inRegion (if not nil) checks that the rest of the request lies in the
 // chosen region too; with an explicit context the raftstore checks keys.
 func (s *Server) write(ctx context.Context, c *kvrpcpb.Context, routeKey []byte, inRegion func(*metapb.Region) error, reqs []*raft_cmdpb.Request) error {
-	t, err := s.route(c, routeKey)
+	t, err := s.route(ctx, c, routeKey)
 	if err != nil {
 		return err
 	}
@@ -138,7 +149,7 @@ func (s *Server) write(ctx context.Context, c *kvrpcpb.Context, routeKey []byte,
 	}
 	res, err := s.execute(ctx, &raft_cmdpb.RaftCmdRequest{Header: t.header, Requests: reqs})
 	if err != nil {
-		return err
+		return s.maybeForward(ctx, t, err)
 	}
 	res.Snap.Close() // writes carry no snapshot; close one anyway if a store sent it
 	return nil
@@ -148,7 +159,7 @@ func (s *Server) write(ctx context.Context, c *kvrpcpb.Context, routeKey []byte,
 // for, routing by routeKey when the context names no region. The caller must
 // Close it.
 func (s *Server) snapshot(ctx context.Context, c *kvrpcpb.Context, routeKey []byte) (*raftstore.RegionSnapshot, error) {
-	t, err := s.route(c, routeKey)
+	t, err := s.route(ctx, c, routeKey)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +168,7 @@ func (s *Server) snapshot(ctx context.Context, c *kvrpcpb.Context, routeKey []by
 		Requests: []*raft_cmdpb.Request{{CmdType: raft_cmdpb.CmdType_Snap, Snap: &raft_cmdpb.SnapRequest{}}},
 	})
 	if err != nil {
-		return nil, err
+		return nil, s.maybeForward(ctx, t, err)
 	}
 	if res.Snap == nil {
 		return nil, errors.New("store returned no snapshot for a Snap request")
@@ -181,8 +192,19 @@ func allInRegion(keys [][]byte) func(*metapb.Region) error {
 // existing key with an empty value does not.
 func (s *Server) RawGet(ctx context.Context, req *kvrpcpb.RawGetRequest) (*kvrpcpb.RawGetResponse, error) {
 	resp := new(kvrpcpb.RawGetResponse)
-	var err error
-	resp.RegionError, resp.Error, err = s.finish(ctx, s.rawGet(ctx, req, resp))
+	err := s.rawGet(ctx, req, resp)
+	if fw := asForward(err); fw != nil {
+		r, ok, ferr := forward(ctx, s, fw, func(ctx context.Context, c kvpb.KvClient) (*kvrpcpb.RawGetResponse, error) {
+			cp := *req
+			cp.Context = fw.rctx
+			return c.RawGet(ctx, &cp)
+		})
+		if ok {
+			return r, ferr
+		}
+		err = fw.cause
+	}
+	resp.RegionError, resp.Error, err = s.finish(ctx, err)
 	if err != nil {
 		return nil, err
 	}
@@ -219,8 +241,19 @@ func (s *Server) rawGet(ctx context.Context, req *kvrpcpb.RawGetRequest, resp *k
 // All keys must lie in one region. An empty batch returns nothing.
 func (s *Server) RawBatchGet(ctx context.Context, req *kvrpcpb.RawBatchGetRequest) (*kvrpcpb.RawBatchGetResponse, error) {
 	resp := new(kvrpcpb.RawBatchGetResponse)
-	var err error
-	resp.RegionError, resp.Error, err = s.finish(ctx, s.rawBatchGet(ctx, req, resp))
+	err := s.rawBatchGet(ctx, req, resp)
+	if fw := asForward(err); fw != nil {
+		r, ok, ferr := forward(ctx, s, fw, func(ctx context.Context, c kvpb.KvClient) (*kvrpcpb.RawBatchGetResponse, error) {
+			cp := *req
+			cp.Context = fw.rctx
+			return c.RawBatchGet(ctx, &cp)
+		})
+		if ok {
+			return r, ferr
+		}
+		err = fw.cause
+	}
+	resp.RegionError, resp.Error, err = s.finish(ctx, err)
 	if err != nil {
 		return nil, err
 	}
@@ -265,8 +298,19 @@ func (s *Server) rawBatchGet(ctx context.Context, req *kvrpcpb.RawBatchGetReques
 // RawPut writes one pair.
 func (s *Server) RawPut(ctx context.Context, req *kvrpcpb.RawPutRequest) (*kvrpcpb.RawPutResponse, error) {
 	resp := new(kvrpcpb.RawPutResponse)
-	var err error
-	resp.RegionError, resp.Error, err = s.finish(ctx, s.rawPut(ctx, req))
+	err := s.rawPut(ctx, req)
+	if fw := asForward(err); fw != nil {
+		r, ok, ferr := forward(ctx, s, fw, func(ctx context.Context, c kvpb.KvClient) (*kvrpcpb.RawPutResponse, error) {
+			cp := *req
+			cp.Context = fw.rctx
+			return c.RawPut(ctx, &cp)
+		})
+		if ok {
+			return r, ferr
+		}
+		err = fw.cause
+	}
+	resp.RegionError, resp.Error, err = s.finish(ctx, err)
 	if err != nil {
 		return nil, err
 	}
@@ -302,8 +346,19 @@ func deleteRequest(cf string, key []byte) *raft_cmdpb.Request {
 // An empty batch is a successful no-op.
 func (s *Server) RawBatchPut(ctx context.Context, req *kvrpcpb.RawBatchPutRequest) (*kvrpcpb.RawBatchPutResponse, error) {
 	resp := new(kvrpcpb.RawBatchPutResponse)
-	var err error
-	resp.RegionError, resp.Error, err = s.finish(ctx, s.rawBatchPut(ctx, req))
+	err := s.rawBatchPut(ctx, req)
+	if fw := asForward(err); fw != nil {
+		r, ok, ferr := forward(ctx, s, fw, func(ctx context.Context, c kvpb.KvClient) (*kvrpcpb.RawBatchPutResponse, error) {
+			cp := *req
+			cp.Context = fw.rctx
+			return c.RawBatchPut(ctx, &cp)
+		})
+		if ok {
+			return r, ferr
+		}
+		err = fw.cause
+	}
+	resp.RegionError, resp.Error, err = s.finish(ctx, err)
 	if err != nil {
 		return nil, err
 	}
@@ -349,8 +404,19 @@ func (s *Server) rawBatchPut(ctx context.Context, req *kvrpcpb.RawBatchPutReques
 // RawDelete deletes one key; deleting a missing key succeeds.
 func (s *Server) RawDelete(ctx context.Context, req *kvrpcpb.RawDeleteRequest) (*kvrpcpb.RawDeleteResponse, error) {
 	resp := new(kvrpcpb.RawDeleteResponse)
-	var err error
-	resp.RegionError, resp.Error, err = s.finish(ctx, s.rawDelete(ctx, req))
+	err := s.rawDelete(ctx, req)
+	if fw := asForward(err); fw != nil {
+		r, ok, ferr := forward(ctx, s, fw, func(ctx context.Context, c kvpb.KvClient) (*kvrpcpb.RawDeleteResponse, error) {
+			cp := *req
+			cp.Context = fw.rctx
+			return c.RawDelete(ctx, &cp)
+		})
+		if ok {
+			return r, ferr
+		}
+		err = fw.cause
+	}
+	resp.RegionError, resp.Error, err = s.finish(ctx, err)
 	if err != nil {
 		return nil, err
 	}
@@ -374,8 +440,19 @@ func (s *Server) rawDelete(ctx context.Context, req *kvrpcpb.RawDeleteRequest) e
 // must lie in one region. An empty batch is a successful no-op.
 func (s *Server) RawBatchDelete(ctx context.Context, req *kvrpcpb.RawBatchDeleteRequest) (*kvrpcpb.RawBatchDeleteResponse, error) {
 	resp := new(kvrpcpb.RawBatchDeleteResponse)
-	var err error
-	resp.RegionError, resp.Error, err = s.finish(ctx, s.rawBatchDelete(ctx, req))
+	err := s.rawBatchDelete(ctx, req)
+	if fw := asForward(err); fw != nil {
+		r, ok, ferr := forward(ctx, s, fw, func(ctx context.Context, c kvpb.KvClient) (*kvrpcpb.RawBatchDeleteResponse, error) {
+			cp := *req
+			cp.Context = fw.rctx
+			return c.RawBatchDelete(ctx, &cp)
+		})
+		if ok {
+			return r, ferr
+		}
+		err = fw.cause
+	}
+	resp.RegionError, resp.Error, err = s.finish(ctx, err)
 	if err != nil {
 		return nil, err
 	}
@@ -413,8 +490,19 @@ func (s *Server) rawBatchDelete(ctx context.Context, req *kvrpcpb.RawBatchDelete
 // split it by region itself rather than have part of it silently ignored.
 func (s *Server) RawDeleteRange(ctx context.Context, req *kvrpcpb.RawDeleteRangeRequest) (*kvrpcpb.RawDeleteRangeResponse, error) {
 	resp := new(kvrpcpb.RawDeleteRangeResponse)
-	var err error
-	resp.RegionError, resp.Error, err = s.finish(ctx, s.rawDeleteRange(ctx, req))
+	err := s.rawDeleteRange(ctx, req)
+	if fw := asForward(err); fw != nil {
+		r, ok, ferr := forward(ctx, s, fw, func(ctx context.Context, c kvpb.KvClient) (*kvrpcpb.RawDeleteRangeResponse, error) {
+			cp := *req
+			cp.Context = fw.rctx
+			return c.RawDeleteRange(ctx, &cp)
+		})
+		if ok {
+			return r, ferr
+		}
+		err = fw.cause
+	}
+	resp.RegionError, resp.Error, err = s.finish(ctx, err)
 	if err != nil {
 		return nil, err
 	}
@@ -461,8 +549,19 @@ func (s *Server) rawDeleteRange(ctx context.Context, req *kvrpcpb.RawDeleteRange
 // Equal non-empty bounds give an empty result.
 func (s *Server) RawScan(ctx context.Context, req *kvrpcpb.RawScanRequest) (*kvrpcpb.RawScanResponse, error) {
 	resp := new(kvrpcpb.RawScanResponse)
-	var err error
-	resp.RegionError, resp.Error, err = s.finish(ctx, s.rawScan(ctx, req, resp))
+	err := s.rawScan(ctx, req, resp)
+	if fw := asForward(err); fw != nil {
+		r, ok, ferr := forward(ctx, s, fw, func(ctx context.Context, c kvpb.KvClient) (*kvrpcpb.RawScanResponse, error) {
+			cp := *req
+			cp.Context = fw.rctx
+			return c.RawScan(ctx, &cp)
+		})
+		if ok {
+			return r, ferr
+		}
+		err = fw.cause
+	}
+	resp.RegionError, resp.Error, err = s.finish(ctx, err)
 	if err != nil {
 		return nil, err
 	}

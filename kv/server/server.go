@@ -2,9 +2,9 @@ package server
 
 import (
 	"context"
-	_ "github.com/regionkv/regionkv/internal/grpccodec" // the gogo-aware "proto" codec
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	_ "github.com/regionkv/regionkv/internal/grpccodec" // the gogo-aware "proto" codec
 	"github.com/regionkv/regionkv/proto/kvpb"
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
@@ -58,6 +59,10 @@ type Store interface {
 type Options struct {
 	// Logger receives the server's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Forwarder, if set, lets the server forward requests without a region
+	// context to the store that leads their region (see ForwardedFromMetadata).
+	// Without it such requests get NotLeader or RegionNotFound.
+	Forwarder Forwarder
 }
 
 // Server implements the Kv gRPC service on top of a Store. It is safe for
@@ -65,8 +70,13 @@ type Options struct {
 // goroutine gRPC gives it.
 type Server struct {
 	store  Store
+	fwd    Forwarder // nil: no forwarding
 	log    *slog.Logger
 	health *health.Server
+
+	// streamsStopped is closed by StopStreams.
+	streamsStopped  chan struct{}
+	stopStreamsOnce sync.Once
 }
 
 var (
@@ -83,8 +93,11 @@ func NewServer(store Store, opts Options) *Server {
 	}
 	s := &Server{
 		store:  store,
+		fwd:    opts.Forwarder,
 		log:    logger.With("component", "kv-server"),
 		health: health.NewServer(),
+
+		streamsStopped: make(chan struct{}),
 	}
 	s.SetServing(true)
 	return s

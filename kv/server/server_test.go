@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/regionkv/regionkv/internal/grpccodec"
 	"log/slog"
 	"net"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/regionkv/regionkv/internal/grpccodec"
 	"github.com/regionkv/regionkv/proto/errorpb"
 	"github.com/regionkv/regionkv/proto/kvpb"
 	"github.com/regionkv/regionkv/proto/kvrpcpb"
@@ -52,7 +52,14 @@ func newTestEnv(t *testing.T, splitKeys ...string) *testEnv {
 // torn down by t.Cleanup.
 func serve(t *testing.T, store Store) (*Server, *grpc.ClientConn) {
 	t.Helper()
-	srv := NewServer(store, Options{Logger: testLogger(t)})
+	return serveWith(t, store, Options{})
+}
+
+// serveWith is serve with options (the logger is set).
+func serveWith(t *testing.T, store Store, opts Options) (*Server, *grpc.ClientConn) {
+	t.Helper()
+	opts.Logger = testLogger(t)
+	srv := NewServer(store, opts)
 	g := grpc.NewServer(append(GRPCServerOptions(), grpc.WaitForHandlers(true))...)
 	srv.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -808,6 +815,32 @@ func TestRaftStream(t *testing.T) {
 		if _, err := stream.CloseAndRecv(); status.Code(err) != codes.Unavailable {
 			t.Errorf("close: %v, want Unavailable", err)
 		}
+	})
+
+	t.Run("streams stopped", func(t *testing.T) {
+		stream, err := e.client.Raft(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&raft_serverpb.RaftMessageBatch{Msgs: want[:1]}); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		// An idle stream ends when the server stops streams, and new ones
+		// end at once.
+		e.srv.StopStreams()
+		e.srv.StopStreams()
+		if err := stream.RecvMsg(new(raft_serverpb.Done)); status.Code(err) != codes.Unavailable {
+			t.Errorf("idle stream after StopStreams: %v, want Unavailable", err)
+		}
+		stream, err = e.client.Raft(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.CloseAndRecv(); status.Code(err) != codes.Unavailable {
+			t.Errorf("new stream after StopStreams: %v, want Unavailable", err)
+		}
+		// Client requests still work.
+		e.put(t, "", "k", "v")
 	})
 }
 

@@ -17,17 +17,41 @@ import (
 // Raft receives raft messages from another store's transport and hands each
 // to the raftstore, in order. A message the raftstore rejects is logged and
 // skipped (raft tolerates lost messages); the stream ends when the sender
-// closes it, when it breaks, or with Unavailable when the store stops.
+// closes it, when it breaks, or with Unavailable when the store stops or
+// StopStreams is called.
 func (s *Server) Raft(stream kvpb.Kv_RaftServer) error {
-	for {
-		batch, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return stream.SendAndClose(&raft_serverpb.Done{})
+	ctx := stream.Context()
+	batches := make(chan *raft_serverpb.RaftMessageBatch)
+	recvErr := make(chan error, 1)
+	// Receive on a goroutine, so that StopStreams can end an idle stream.
+	// It ends when Recv fails, at the latest when this handler returns.
+	go func() {
+		for {
+			batch, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case batches <- batch:
+			case <-ctx.Done():
+				return
+			}
 		}
-		if err != nil {
+	}()
+	for {
+		var batch *raft_serverpb.RaftMessageBatch
+		select {
+		case batch = <-batches:
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) {
+				return stream.SendAndClose(&raft_serverpb.Done{})
+			}
 			// The stream broke or its context ended; err is already a gRPC
 			// status and there is no one left to tell.
 			return err
+		case <-s.streamsStopped:
+			return status.Error(codes.Unavailable, "the store is shutting down")
 		}
 		for _, msg := range batch.GetMsgs() {
 			if msg == nil {
@@ -47,9 +71,18 @@ func (s *Server) Raft(stream kvpb.Kv_RaftServer) error {
 			if errors.As(err, &notFound) {
 				level = slog.LevelDebug
 			}
-			s.log.Log(stream.Context(), level, "dropped raft message", s.raftMessageAttrs(stream, msg, err)...)
+			s.log.Log(ctx, level, "dropped raft message", s.raftMessageAttrs(stream, msg, err)...)
 		}
 	}
+}
+
+// StopStreams ends every Raft stream, now and later, with Unavailable: the
+// senders' transports see the store unreachable. A store shutting down calls
+// it before grpc.Server.GracefulStop, which would otherwise wait for the
+// other stores to close their long-lived streams. Client requests are not
+// affected. It is idempotent.
+func (s *Server) StopStreams() {
+	s.stopStreamsOnce.Do(func() { close(s.streamsStopped) })
 }
 
 // raftMessageAttrs describes a dropped raft message for the log.

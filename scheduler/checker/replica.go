@@ -20,6 +20,9 @@ const (
 	RemovePeerTimeout = time.Minute
 )
 
+// Kind is the Kind of the operators the replica checker creates.
+const Kind = "replica-checker"
+
 // ReplicaChecker keeps every region at max_replicas voters on healthy
 // stores: it adds missing voters, replaces voters on stores that are down
 // (no heartbeat for max_store_down_time), offline or tombstone, and removes
@@ -138,7 +141,9 @@ func (rc *ReplicaChecker) removeVoter(desc string, region *cluster.RegionInfo, v
 }
 
 func (rc *ReplicaChecker) op(desc string, region *cluster.RegionInfo, timeout time.Duration, steps ...operator.Step) *operator.Operator {
-	return operator.New(desc, region, timeout, rc.now(), steps...)
+	op := operator.New(desc, region, timeout, rc.now(), steps...)
+	op.Kind = Kind
+	return op
 }
 
 // pickTarget returns the schedulable store without a peer of region that

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	_ "github.com/regionkv/regionkv/internal/grpccodec" // the gogo-aware "proto" codec
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/schedulerpb"
 )

@@ -476,6 +476,20 @@ func (c *Cluster) ScanRegions(start, end []byte, limit int) []*RegionInfo {
 	return c.mu.regions.Scan(start, end, limit)
 }
 
+// StoreRegions returns the regions with a peer on store, in no order.
+func (c *Cluster) StoreRegions(store uint64) []*RegionInfo {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.mu.regions.StoreRegions(store)
+}
+
+// StoreLeaderRegions returns the regions store leads, in no order.
+func (c *Cluster) StoreLeaderRegions(store uint64) []*RegionInfo {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.mu.regions.StoreLeaderRegions(store)
+}
+
 // RegionCount returns the number of known regions.
 func (c *Cluster) RegionCount() int {
 	c.mu.RLock()

@@ -60,6 +60,33 @@ func (c *Controller) Cancel(regionID uint64) {
 	}
 }
 
+// Influence returns, per store, how the running operators will change its
+// region and leader counts once they finish. Schedulers add it to the
+// counts the heartbeats show, so that they do not pile operators onto a
+// store that is already receiving (or losing) enough.
+func (c *Controller) Influence() map[uint64]Influence {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[uint64]Influence)
+	for _, op := range c.running {
+		op.influence(m)
+	}
+	return m
+}
+
+// RunningKind returns how many operators of kind are running.
+func (c *Controller) RunningKind(kind string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, op := range c.running {
+		if op.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
 // Dispatch checks the region's operator against a heartbeat of region and
 // returns the step to send back, or nil when there is none (no operator, or
 // it just ended).
@@ -90,6 +117,7 @@ func (c *Controller) retireLocked(op *Operator) {
 type View struct {
 	RegionID    uint64    `json:"region_id"`
 	Desc        string    `json:"desc"`
+	Kind        string    `json:"kind,omitempty"`
 	Steps       []string  `json:"steps"`
 	CurrentStep int       `json:"current_step"`
 	Status      string    `json:"status"`
@@ -98,7 +126,7 @@ type View struct {
 }
 
 func view(op *Operator) View {
-	v := View{RegionID: op.RegionID, Desc: op.Desc, CurrentStep: op.current, Status: op.status.String(),
+	v := View{RegionID: op.RegionID, Desc: op.Desc, Kind: op.Kind, CurrentStep: op.current, Status: op.status.String(),
 		Created: op.Created, Ended: op.ended}
 	for _, s := range op.Steps {
 		v.Steps = append(v.Steps, s.String())

@@ -141,7 +141,11 @@ func (s Status) String() string {
 // Operator is a sequence of steps for one region. It is not safe for
 // concurrent use: the Controller serializes access.
 type Operator struct {
-	Desc     string // what and why, e.g. "replace down peer"
+	Desc string // what and why, e.g. "replace down peer"
+	// Kind names what created the operator ("replica-checker",
+	// "balance-region", ...), so that each creator can bound its own
+	// running operators. Empty for operators made by hand.
+	Kind     string
 	RegionID uint64
 	// Version is the region's epoch version at creation: a split cancels.
 	Version uint64
@@ -200,4 +204,36 @@ func (o *Operator) check(region *cluster.RegionInfo, now time.Time) Step {
 
 func (o *Operator) end(s Status, now time.Time) {
 	o.status, o.ended = s, now
+}
+
+// Influence is how the unfinished steps of running operators will change a
+// store's counts once they are done.
+type Influence struct {
+	Regions int // peers added minus peers removed
+	Leaders int // leaderships gained minus leaderships lost
+}
+
+// influence adds the effect of the steps not yet done to m.
+func (o *Operator) influence(m map[uint64]Influence) {
+	if o.status != Running {
+		return
+	}
+	for _, s := range o.Steps[o.current:] {
+		switch s := s.(type) {
+		case AddLearner:
+			add(m, s.ToStore, Influence{Regions: 1})
+		case RemovePeer:
+			add(m, s.FromStore, Influence{Regions: -1})
+		case TransferLeader:
+			add(m, s.FromStore, Influence{Leaders: -1})
+			add(m, s.ToStore, Influence{Leaders: 1})
+		}
+	}
+}
+
+func add(m map[uint64]Influence, store uint64, d Influence) {
+	i := m[store]
+	i.Regions += d.Regions
+	i.Leaders += d.Leaders
+	m[store] = i
 }

@@ -7,10 +7,13 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/regionkv/regionkv/scheduler/schedulers"
 )
 
 // Defaults of Config (DESIGN §1: everything on loopback by default).
@@ -23,6 +26,8 @@ const (
 	DefaultEtcdPeerURL   = "http://127.0.0.1:2390"
 	DefaultLeaderLease   = 3 * time.Second
 	DefaultStartTimeout  = 60 * time.Second
+	// DefaultScheduleInterval is how often the balance schedulers run.
+	DefaultScheduleInterval = 500 * time.Millisecond
 )
 
 // Config configures a scheduler member. The TOML keys are the flag names.
@@ -56,6 +61,13 @@ type Config struct {
 	LogLevel     string `toml:"log-level"`
 	EtcdLogLevel string `toml:"etcd-log-level"`
 
+	// ScheduleInterval is how often the balance schedulers run.
+	ScheduleInterval Duration `toml:"schedule-interval"`
+	// Schedulers lists the schedulers that run from the start,
+	// comma-separated (default: balance-leader,balance-region; "none" for
+	// none). They can be changed at run time through the status API.
+	Schedulers string `toml:"schedulers"`
+
 	// IDBatch is how many ids one persisted reservation covers (0: default).
 	IDBatch uint64 `toml:"id-batch"`
 	// EtcdUnsafeNoFsync turns off the embedded etcd's fsyncs. Tests only:
@@ -82,16 +94,18 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 // DefaultConfig returns the default configuration.
 func DefaultConfig() Config {
 	return Config{
-		Name:          DefaultName,
-		DataDir:       DefaultDataDir,
-		Addr:          DefaultAddr,
-		StatusAddr:    DefaultStatusAddr,
-		EtcdClientURL: DefaultEtcdClientURL,
-		EtcdPeerURL:   DefaultEtcdPeerURL,
-		LeaderLease:   Duration{DefaultLeaderLease},
-		StartTimeout:  Duration{DefaultStartTimeout},
-		LogLevel:      "info",
-		EtcdLogLevel:  "warn",
+		Name:             DefaultName,
+		DataDir:          DefaultDataDir,
+		Addr:             DefaultAddr,
+		StatusAddr:       DefaultStatusAddr,
+		EtcdClientURL:    DefaultEtcdClientURL,
+		EtcdPeerURL:      DefaultEtcdPeerURL,
+		LeaderLease:      Duration{DefaultLeaderLease},
+		StartTimeout:     Duration{DefaultStartTimeout},
+		ScheduleInterval: Duration{DefaultScheduleInterval},
+		Schedulers:       strings.Join(schedulers.Known(), ","),
+		LogLevel:         "info",
+		EtcdLogLevel:     "warn",
 	}
 }
 
@@ -154,6 +168,12 @@ func (cfg *Config) Validate() error {
 	if cfg.StartTimeout.Duration <= 0 {
 		cfg.StartTimeout.Duration = DefaultStartTimeout
 	}
+	if cfg.ScheduleInterval.Duration <= 0 {
+		cfg.ScheduleInterval.Duration = DefaultScheduleInterval
+	}
+	if _, err := cfg.schedulerNames(); err != nil {
+		errs = append(errs, err)
+	}
 	if _, err := ParseLogLevel(cfg.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
@@ -163,6 +183,20 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("etcd-log-level %q: want debug, info, warn or error", cfg.EtcdLogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// schedulerNames returns the names in Schedulers, checked.
+func (cfg *Config) schedulerNames() ([]string, error) {
+	if cfg.Schedulers == "none" || cfg.Schedulers == "" {
+		return nil, nil
+	}
+	names := strings.Split(cfg.Schedulers, ",")
+	for _, n := range names {
+		if !slices.Contains(schedulers.Known(), n) {
+			return nil, fmt.Errorf("schedulers: unknown scheduler %q (known: %s)", n, strings.Join(schedulers.Known(), ", "))
+		}
+	}
+	return names, nil
 }
 
 func normalizeURL(s string) (string, error) {

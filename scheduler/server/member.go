@@ -39,8 +39,8 @@ type leaderTerm struct {
 
 // dispatch returns the operator step to send back to the leader of region,
 // which just reported, or nil. A region without a running operator is
-// checked first, and gets an operator if it needs one. (Balance schedulers
-// will add operators from their own loop.)
+// checked first, and gets an operator if it needs one. (The balance
+// schedulers add operators from their own loop, runSchedulers.)
 func (t *leaderTerm) dispatch(ctx context.Context, region *cluster.RegionInfo) *schedulerpb.RegionHeartbeatResponse {
 	if resp := t.operators.Dispatch(region); resp != nil {
 		return resp
@@ -56,6 +56,7 @@ func (t *leaderTerm) dispatch(ctx context.Context, region *cluster.RegionInfo) *
 	if op == nil || !t.operators.Add(op) {
 		return nil
 	}
+	operatorsCreated.WithLabelValues(op.Kind).Inc()
 	t.logger.Info("operator created", "region_id", region.ID(), "operator", op.String())
 	return t.operators.Dispatch(region)
 }
@@ -154,8 +155,18 @@ func (s *Server) campaignOnce() error {
 	}
 	termCtx, endTerm := context.WithCancel(s.ctx)
 	defer endTerm()
-	s.term.Store(&leaderTerm{cluster: c, ctx: termCtx, logger: s.logger,
-		operators: operator.NewController(nil), replicas: checker.NewReplicaChecker(c, nil)})
+	term := &leaderTerm{cluster: c, ctx: termCtx, logger: s.logger,
+		operators: operator.NewController(nil), replicas: checker.NewReplicaChecker(c, nil)}
+	s.term.Store(term)
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		s.runSchedulers(term)
+	}()
+	defer func() {
+		endTerm()
+		<-schedDone
+	}()
 	leaderGauge.WithLabelValues(s.cfg.Name).Set(1)
 	s.logger.Info("became scheduler leader", "cluster_id", s.clusterID, "bootstrapped", c.IsBootstrapped())
 
@@ -169,6 +180,31 @@ func (s *Server) campaignOnce() error {
 	endTerm()
 	s.logger.Info("no longer scheduler leader")
 	return nil
+}
+
+// runSchedulers runs the balance schedulers every ScheduleInterval while
+// the term lasts.
+func (s *Server) runSchedulers(t *leaderTerm) {
+	tick := time.NewTicker(s.cfg.ScheduleInterval.Duration)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !t.cluster.IsBootstrapped() {
+			continue
+		}
+		added, err := s.schedulers.RunOnce(t.ctx, t.cluster, t.operators)
+		if err != nil && t.ctx.Err() == nil {
+			s.logger.Warn("balance schedulers failed", "err", err)
+		}
+		for name, n := range added {
+			operatorsCreated.WithLabelValues(name).Add(float64(n))
+			s.logger.Info("balance operators created", "scheduler", name, "count", n)
+		}
+	}
 }
 
 // leader returns the current leader, or nil if none is elected.

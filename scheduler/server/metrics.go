@@ -30,11 +30,15 @@ var (
 		Namespace: "regionkv", Subsystem: "scheduler", Name: "is_leader",
 		Help: "1 while the member leads.",
 	}, []string{"member"})
+	operatorsCreated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "regionkv", Subsystem: "scheduler", Name: "operators_created_total",
+		Help: "Operators created, by creator (replica-checker, balance-region, balance-leader).",
+	}, []string{"kind"})
 	stateCollector = &clusterCollector{servers: make(map[*Server]struct{})}
 )
 
 func init() {
-	prometheus.MustRegister(grpcDuration, regionHeartbeats, storeHeartbeats, leaderGauge, stateCollector)
+	prometheus.MustRegister(grpcDuration, regionHeartbeats, storeHeartbeats, leaderGauge, operatorsCreated, stateCollector)
 }
 
 func registerMetrics(s *Server) {

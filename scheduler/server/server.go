@@ -29,7 +29,9 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	_ "github.com/regionkv/regionkv/internal/grpccodec" // the gogo-aware "proto" codec
 	"github.com/regionkv/regionkv/proto/schedulerpb"
+	"github.com/regionkv/regionkv/scheduler/schedulers"
 	"github.com/regionkv/regionkv/scheduler/storage"
 )
 
@@ -62,6 +64,9 @@ type Server struct {
 
 	// term is the current leadership term, nil when not leading.
 	term atomic.Pointer[leaderTerm]
+	// schedulers are the balance schedulers a leader runs; they outlive
+	// leadership terms.
+	schedulers *schedulers.Registry
 
 	grpcServer *grpc.Server
 	grpcLis    net.Listener
@@ -87,7 +92,12 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, logger: logger.With("member", cfg.Name), health: health.NewServer()}
+	names, _ := cfg.schedulerNames() // checked by Validate
+	reg, err := schedulers.NewRegistry(schedulers.Config{}, names...)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, logger: logger.With("member", cfg.Name), health: health.NewServer(), schedulers: reg}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	return s, nil
 }

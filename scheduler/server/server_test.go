@@ -400,6 +400,36 @@ func TestServerEndToEnd(t *testing.T) {
 	if code := httpGetJSON(t, base+"/api/v1/config", &config); code != 200 || config.MaxReplicas != 5 {
 		t.Fatalf("/api/v1/config = %d %+v", code, config)
 	}
+	// The balance schedulers can be listed, removed and added back.
+	var scheds struct {
+		Running   []string `json:"running"`
+		Available []string `json:"available"`
+	}
+	if code := httpGetJSON(t, base+"/api/v1/schedulers", &scheds); code != 200 || strings.Join(scheds.Running, ",") != "balance-leader,balance-region" {
+		t.Fatalf("/api/v1/schedulers = %d %+v", code, scheds)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, base+"/api/v1/schedulers/balance-leader", nil)
+	if dresp, err := http.DefaultClient.Do(req); err != nil || dresp.StatusCode != 200 {
+		t.Fatalf("DELETE balance-leader: %v %v", dresp, err)
+	} else {
+		dresp.Body.Close()
+	}
+	if dresp, err := http.DefaultClient.Do(req); err != nil || dresp.StatusCode != 404 {
+		t.Fatalf("DELETE balance-leader again: %v %v", dresp, err)
+	} else {
+		dresp.Body.Close()
+	}
+	for body, code := range map[string]int{`{"name":"balance-leader"}`: 200, `{"name":"balance-hot-region"}`: 400} {
+		presp, err := http.Post(base+"/api/v1/schedulers", "application/json", strings.NewReader(body))
+		if err != nil || presp.StatusCode != code {
+			t.Fatalf("POST %s: %v %v, want %d", body, presp, err, code)
+		}
+		presp.Body.Close()
+	}
+	if code := httpGetJSON(t, base+"/api/v1/schedulers", &scheds); code != 200 || len(scheds.Running) != 2 {
+		t.Fatalf("/api/v1/schedulers after re-adding = %d %+v", code, scheds)
+	}
+
 	mresp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)

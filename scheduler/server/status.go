@@ -16,6 +16,7 @@ import (
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/schedulerpb"
 	"github.com/regionkv/regionkv/scheduler/cluster"
+	"github.com/regionkv/regionkv/scheduler/schedulers"
 )
 
 // defaultRegionsLimit bounds /api/v1/regions without ?limit.
@@ -53,6 +54,9 @@ func (s *Server) statusHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/region/{id}", s.onLeader(s.handleRegion))
 	mux.HandleFunc("GET /api/v1/region/key/{key...}", s.onLeader(s.handleRegionByKey))
 	mux.HandleFunc("GET /api/v1/operators", s.onLeaderTerm(s.handleOperators))
+	mux.HandleFunc("GET /api/v1/schedulers", s.onLeaderTerm(s.handleSchedulers))
+	mux.HandleFunc("POST /api/v1/schedulers", s.onLeaderTerm(s.handleAddScheduler))
+	mux.HandleFunc("DELETE /api/v1/schedulers/{name}", s.onLeaderTerm(s.handleRemoveScheduler))
 	mux.HandleFunc("GET /api/v1/config", s.onLeader(s.handleGetConfig))
 	mux.HandleFunc("PUT /api/v1/config", s.onLeader(s.handlePutConfig))
 	mux.HandleFunc("POST /api/v1/config", s.onLeader(s.handlePutConfig))
@@ -307,6 +311,42 @@ func (s *Server) handleRegionByKey(w http.ResponseWriter, r *http.Request, c *cl
 
 func (s *Server) handleOperators(w http.ResponseWriter, _ *http.Request, t *leaderTerm) {
 	writeJSON(w, http.StatusOK, map[string]any{"running": t.operators.Running(), "history": t.operators.History()})
+}
+
+// handleSchedulers lists the running balance schedulers and those that
+// can be added.
+func (s *Server) handleSchedulers(w http.ResponseWriter, _ *http.Request, _ *leaderTerm) {
+	writeJSON(w, http.StatusOK, map[string]any{"running": s.schedulers.Names(), "available": schedulers.Known()})
+}
+
+// handleAddScheduler starts the scheduler named in the body, {"name": ...}.
+func (s *Server) handleAddScheduler(w http.ResponseWriter, r *http.Request, t *leaderTerm) {
+	var in struct {
+		Name string `json:"name"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := s.schedulers.Add(in.Name); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	s.logger.Info("scheduler added", "scheduler", in.Name)
+	s.handleSchedulers(w, r, t)
+}
+
+// handleRemoveScheduler stops a scheduler; its running operators finish.
+func (s *Server) handleRemoveScheduler(w http.ResponseWriter, r *http.Request, t *leaderTerm) {
+	name := r.PathValue("name")
+	if err := s.schedulers.Remove(name); err != nil {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	s.logger.Info("scheduler removed", "scheduler", name)
+	s.handleSchedulers(w, r, t)
 }
 
 type configJSON struct {
