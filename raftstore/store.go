@@ -127,12 +127,14 @@ func (s *Store) loadPeers() error {
 	prefix := engine.RegionStatePrefix()
 	it := engine.NewRangeIter(txn, prefix, []byte{prefix[0], prefix[1] + 1}, false, false)
 	defer it.Close()
+	var tombstones []*metapb.Region
 	for ; it.Valid(); it.Next() {
 		var st rspb.RegionLocalState
 		if err := it.Item().Value(st.Unmarshal); err != nil {
 			return fmt.Errorf("load region state %x: %w", it.Key(), err)
 		}
 		if st.State == rspb.PeerState_Tombstone {
+			tombstones = append(tombstones, st.Region)
 			continue
 		}
 		if st.State == rspb.PeerState_Applying {
@@ -154,6 +156,37 @@ func (s *Store) loadPeers() error {
 		s.addPeer(p)
 	}
 	s.log.Info("loaded regions", "count", len(s.meta.peers))
+	return s.sweepTombstones(tombstones)
+}
+
+// sweepTombstones finishes the destruction of peers that crashed after
+// their tombstone was written: leftover raft state and log go, and so does
+// data no live region of this store covers.
+func (s *Store) sweepTombstones(regions []*metapb.Region) error {
+	for _, r := range regions {
+		var rs rspb.RaftLocalState
+		err := engine.GetMsg(s.engines.Raft, engine.RaftStateKey(r.Id), &rs)
+		if errors.Is(err, engine.ErrNotFound) {
+			continue // fully destroyed
+		}
+		if err != nil {
+			return fmt.Errorf("region %d: raft state: %w", r.Id, err)
+		}
+		s.log.Info("sweeping the leftovers of a destroyed peer", "region_id", r.Id)
+		if err := deleteRaftLog(s.engines, r.Id, 0, rs.LastIndex+1); err != nil {
+			return err
+		}
+		if len(r.Peers) > 0 && s.overlapping(r, r.Id) == nil {
+			if err := clearRegionData(s.engines, r); err != nil {
+				return err
+			}
+		}
+		var wb engine.WriteBatch
+		wb.Delete(engine.RaftStateKey(r.Id))
+		if err := wb.Commit(s.engines.Raft); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

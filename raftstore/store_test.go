@@ -3,6 +3,7 @@ package raftstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -174,5 +175,46 @@ func TestPutGet(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSweepTombstoneLeftovers: a peer whose store crashed after writing its
+// tombstone but before removing its raft state, log and data has them
+// removed on the next start.
+func TestSweepTombstoneLeftovers(t *testing.T) {
+	eng := openTestEngines(t)
+	if err := BootstrapStore(eng, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	region := testRegion("a", "m")
+	region.Peers[0].StoreId = 1
+	if err := BootstrapRegion(eng, region); err != nil {
+		t.Fatal(err)
+	}
+	fillRegion(t, eng, "b", 10, 10)
+	var raftWB, kvWB engine.WriteBatch
+	raftWB.Set(engine.RaftLogKey(region.Id, 6), []byte("entry"))
+	kvWB.SetMsg(engine.RegionStateKey(region.Id), &rspb.RegionLocalState{State: rspb.PeerState_Tombstone, Region: region})
+	if err := raftWB.Commit(eng.Raft); err != nil {
+		t.Fatal(err)
+	}
+	if err := kvWB.Commit(eng.KV); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStore(testConfig(), eng, &loopTransport{stores: map[uint64]*Store{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.PeerStatuses()); n != 0 {
+		t.Fatalf("a tombstoned region came back: %d peers", n)
+	}
+	var rs rspb.RaftLocalState
+	if err := engine.GetMsg(eng.Raft, engine.RaftStateKey(region.Id), &rs); !errors.Is(err, engine.ErrNotFound) {
+		t.Fatalf("raft state left: %v", err)
+	}
+	snap := NewRegionSnapshot(eng.KV, &metapb.Region{})
+	defer snap.Close()
+	if kvs, _ := snap.Scan("", nil, nil, 0, true, false); len(kvs) != 0 {
+		t.Fatalf("%d data keys left", len(kvs))
 	}
 }
