@@ -21,7 +21,7 @@ test: ## Run the whole test suite (with the race detector), as CI does.
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 
 test-cluster: ## Run only the multi-process cluster tests (real scheduler and store processes).
-	$(GO) test $(TEST_FLAGS) -v -run . ./internal/testcluster/
+	$(GO) test $(TEST_FLAGS) -v -run . ./internal/testcluster/ ./kv/client/
 
 test-long: ## Run the long soak and scale scenarios too.
 	REGIONKV_LONG=1 $(GO) test $(LONG_FLAGS) $(PKGS)

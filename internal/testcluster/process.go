@@ -33,11 +33,20 @@ type Binaries struct {
 	Server, Scheduler string
 }
 
+// Tools are the built command-line tools.
+type Tools struct {
+	Ctl, Bench string
+}
+
 var (
 	buildOnce sync.Once
 	buildDir  string
 	bins      Binaries
 	buildErr  error
+
+	toolsOnce sync.Once
+	tools     Tools
+	toolsErr  error
 )
 
 // Main runs the tests of a package that uses the cluster and removes the
@@ -55,30 +64,66 @@ func Build(t testing.TB) Binaries {
 	t.Helper()
 	buildOnce.Do(func() {
 		start := time.Now()
-		buildDir, buildErr = os.MkdirTemp("", "regionkv-testcluster-")
-		if buildErr != nil {
-			return
+		bins = Binaries{Server: binPath("regionkv-server"), Scheduler: binPath("regionkv-scheduler")}
+		if buildErr = goBuild(bins.Server, bins.Scheduler); buildErr == nil {
+			fmt.Fprintf(os.Stderr, "testcluster: built the binaries in %v\n", time.Since(start).Round(time.Millisecond))
 		}
-		root, err := moduleRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		bins = Binaries{Server: filepath.Join(buildDir, "regionkv-server"), Scheduler: filepath.Join(buildDir, "regionkv-scheduler")}
-		for out, pkg := range map[string]string{bins.Server: "./cmd/regionkv-server", bins.Scheduler: "./cmd/regionkv-scheduler"} {
-			cmd := exec.Command("go", "build", "-o", out, pkg)
-			cmd.Dir = root
-			if b, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-				return
-			}
-		}
-		fmt.Fprintf(os.Stderr, "testcluster: built the binaries in %v\n", time.Since(start).Round(time.Millisecond))
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return bins
+}
+
+// BuildTools builds regionkv-ctl and regionkv-bench (once per test binary)
+// and returns them.
+func BuildTools(t testing.TB) Tools {
+	t.Helper()
+	toolsOnce.Do(func() {
+		start := time.Now()
+		tools = Tools{Ctl: binPath("regionkv-ctl"), Bench: binPath("regionkv-bench")}
+		if toolsErr = goBuild(tools.Ctl, tools.Bench); toolsErr == nil {
+			fmt.Fprintf(os.Stderr, "testcluster: built the tools in %v\n", time.Since(start).Round(time.Millisecond))
+		}
+	})
+	if toolsErr != nil {
+		t.Fatal(toolsErr)
+	}
+	return tools
+}
+
+var (
+	buildDirOnce sync.Once
+	buildDirErr  error
+)
+
+// binPath returns where the program name is built, in a temporary
+// directory that Main removes. If that directory cannot be made, the
+// returned path is relative and goBuild fails.
+func binPath(name string) string {
+	buildDirOnce.Do(func() { buildDir, buildDirErr = os.MkdirTemp("", "regionkv-testcluster-") })
+	return filepath.Join(buildDir, name)
+}
+
+// goBuild builds ./cmd/<name> into each of outs, paths named after their
+// programs.
+func goBuild(outs ...string) error {
+	if buildDirErr != nil {
+		return buildDirErr
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	for _, out := range outs {
+		pkg := "./cmd/" + filepath.Base(out)
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	return nil
 }
 
 // moduleRoot finds the directory of go.mod above the working directory.

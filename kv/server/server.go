@@ -11,9 +11,9 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/reflection"
 
 	_ "github.com/regionkv/regionkv/internal/grpccodec" // the gogo-aware "proto" codec
+	"github.com/regionkv/regionkv/internal/grpcreflection"
 	"github.com/regionkv/regionkv/proto/kvpb"
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
@@ -106,17 +106,15 @@ func NewServer(store Store, opts Options) *Server {
 // Register registers the Kv service, gRPC health (grpc.health.v1) and gRPC
 // reflection on g. Call it before g.Serve.
 //
-// Reflection lists the services and serves the descriptors of our .proto
-// files and of etcd's raft.proto, but not of gogoproto/gogo.proto, which
-// raft.proto imports and which no package registers with protobuf-go's
-// registry (reflection answers NotFound for it). A tool that resolves every
-// import before describing the Kv service (grpcurl) may therefore need the
-// .proto files (-import-path ... -proto regionkv/kvpb.proto) until gogo.proto
-// is registered under that path.
+// Reflection serves the descriptors of our .proto files and of everything
+// they import (etcd's raft.proto and its gogoproto/gogo.proto, see
+// internal/grpcreflection), so grpcurl needs no .proto files.
 func (s *Server) Register(g *grpc.Server) {
 	kvpb.RegisterKvServer(g, s)
 	healthpb.RegisterHealthServer(g, s.health)
-	reflection.Register(g)
+	if err := grpcreflection.Register(g); err != nil {
+		s.log.Warn("gRPC reflection cannot describe every service", "err", err)
+	}
 }
 
 // SetServing sets the health status of the server ("") and of the Kv

@@ -1,7 +1,8 @@
 // Package client is the Go client of the regionkv scheduler, for stores and
 // tools: it finds the leader member through GetMembers, retries calls that
-// reach a non-leader or an unavailable member, checks the cluster id, and
-// keeps one region heartbeat stream open, reconnecting as needed.
+// reach a non-leader or an unavailable member, checks the cluster id, and,
+// once the first region heartbeat is sent, keeps one region heartbeat stream
+// open, reconnecting as needed.
 //
 // It depends only on the protos and gRPC, so the store binary can use it
 // without linking the scheduler itself.
@@ -73,12 +74,17 @@ type Client struct {
 		conn       *grpc.ClientConn
 		cli        schedulerpb.SchedulerClient
 		onResponse func(*schedulerpb.RegionHeartbeatResponse)
+		// closed is set by Close; no goroutine starts after it.
+		closed bool
 	}
 
-	heartbeats chan *schedulerpb.RegionHeartbeatRequest
-	ctx        context.Context
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
+	// heartbeatOnce starts the heartbeat stream on the first RegionHeartbeat:
+	// clients that only look regions up (kv/client, tools) never open one.
+	heartbeatOnce sync.Once
+	heartbeats    chan *schedulerpb.RegionHeartbeatRequest
+	ctx           context.Context
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
 }
 
 // New connects to the scheduler through any of addrs (host:port of one or
@@ -114,8 +120,6 @@ func New(ctx context.Context, addrs []string, opts Options) (*Client, error) {
 		case <-time.After(opts.RetryInterval):
 		}
 	}
-	c.wg.Add(1)
-	go c.heartbeatLoop()
 	return c, nil
 }
 
@@ -124,6 +128,9 @@ func (c *Client) ClusterID() uint64 { return c.clusterID }
 
 // Close stops the heartbeat stream and closes the connection.
 func (c *Client) Close() {
+	c.mu.Lock()
+	c.mu.closed = true
+	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
 	c.mu.Lock()
@@ -423,6 +430,14 @@ func (c *Client) RegionHeartbeat(_ context.Context, req *schedulerpb.RegionHeart
 		return ErrClosed
 	}
 	req.Header = c.header()
+	c.heartbeatOnce.Do(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.mu.closed {
+			c.wg.Add(1)
+			go c.heartbeatLoop()
+		}
+	})
 	for {
 		select {
 		case c.heartbeats <- req:

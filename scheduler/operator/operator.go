@@ -20,7 +20,9 @@ import (
 	"github.com/regionkv/regionkv/scheduler/cluster"
 )
 
-// Step is one change to a region.
+// Step is one change to a region. A split (SplitRegion) may only be an
+// operator's last step: any other step still to do when the region's
+// version changes cancels the operator.
 type Step interface {
 	fmt.Stringer
 	// IsFinished reports whether region shows the step's effect.
@@ -113,6 +115,36 @@ func (s TransferLeader) Response(r *cluster.RegionInfo) *schedulerpb.RegionHeart
 	return resp
 }
 
+// SplitRegion splits the region at Key, or, with no Key, where the store
+// finds its middle. It is finished once the region's epoch version has moved
+// past Version, the version the operator was created at.
+type SplitRegion struct {
+	Key     []byte
+	Version uint64
+}
+
+func (s SplitRegion) String() string {
+	if len(s.Key) == 0 {
+		return "split in the middle"
+	}
+	return fmt.Sprintf("split at key %x", s.Key)
+}
+
+// IsFinished implements Step.
+func (s SplitRegion) IsFinished(r *cluster.RegionInfo) bool {
+	return r.Epoch().GetVersion() > s.Version
+}
+
+// Response implements Step.
+func (s SplitRegion) Response(r *cluster.RegionInfo) *schedulerpb.RegionHeartbeatResponse {
+	resp := baseResponse(r)
+	resp.SplitRegion = &schedulerpb.SplitRegion{Policy: schedulerpb.SplitPolicy_SCAN}
+	if len(s.Key) > 0 {
+		resp.SplitRegion = &schedulerpb.SplitRegion{Policy: schedulerpb.SplitPolicy_USE_KEYS, Keys: [][]byte{s.Key}}
+	}
+	return resp
+}
+
 func baseResponse(r *cluster.RegionInfo) *schedulerpb.RegionHeartbeatResponse {
 	return &schedulerpb.RegionHeartbeatResponse{RegionId: r.ID(), RegionEpoch: r.Epoch(), TargetPeer: r.Leader()}
 }
@@ -184,12 +216,14 @@ func (o *Operator) check(region *cluster.RegionInfo, now time.Time) Step {
 	if o.status != Running {
 		return nil
 	}
-	if region.Epoch().GetVersion() != o.Version {
-		o.end(Cancelled, now)
-		return nil
-	}
 	for o.current < len(o.Steps) && o.Steps[o.current].IsFinished(region) {
 		o.current++
+	}
+	if region.Epoch().GetVersion() != o.Version && o.current < len(o.Steps) {
+		// The region split under the operator (unless the split was the
+		// operator's last step): its plan no longer fits.
+		o.end(Cancelled, now)
+		return nil
 	}
 	if o.current == len(o.Steps) {
 		o.end(Finished, now)

@@ -27,9 +27,9 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/reflection"
 
 	_ "github.com/regionkv/regionkv/internal/grpccodec" // the gogo-aware "proto" codec
+	"github.com/regionkv/regionkv/internal/grpcreflection"
 	"github.com/regionkv/regionkv/proto/schedulerpb"
 	"github.com/regionkv/regionkv/scheduler/schedulers"
 	"github.com/regionkv/regionkv/scheduler/storage"
@@ -157,7 +157,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	)
 	schedulerpb.RegisterSchedulerServer(s.grpcServer, &service{s: s})
 	healthpb.RegisterHealthServer(s.grpcServer, s.health)
-	reflection.Register(s.grpcServer)
+	if err := grpcreflection.Register(s.grpcServer); err != nil {
+		s.logger.Warn("gRPC reflection cannot describe every service", "err", err)
+	}
 	s.goFunc(func() {
 		if err := s.grpcServer.Serve(s.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.logger.Error("gRPC server failed", "err", err)

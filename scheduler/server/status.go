@@ -33,7 +33,11 @@ const defaultRegionsLimit = 1000
 //	/api/v1/regions         ?start=&end= (hex) &limit=
 //	/api/v1/region/{id}
 //	/api/v1/region/key/{key}  the key raw (URL-escaped), or hex with ?encoding=hex
-//	/api/v1/operators       running operators and recently ended ones
+//	/api/v1/operators       running operators and recently ended ones; POST adds
+//	                        one, DELETE /api/v1/operators/{region_id} cancels
+//	                        (operator_api.go)
+//	/api/v1/schedulers      running and available balance schedulers; POST
+//	                        {"name": ...} adds, DELETE .../{name} removes
 //	/api/v1/config          GET; PUT/POST a JSON ClusterConfig to change it
 //
 // The /api/v1 cluster state is the leader's: other members redirect
@@ -54,6 +58,8 @@ func (s *Server) statusHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/region/{id}", s.onLeader(s.handleRegion))
 	mux.HandleFunc("GET /api/v1/region/key/{key...}", s.onLeader(s.handleRegionByKey))
 	mux.HandleFunc("GET /api/v1/operators", s.onLeaderTerm(s.handleOperators))
+	mux.HandleFunc("POST /api/v1/operators", s.onLeaderTerm(s.handleAddOperator))
+	mux.HandleFunc("DELETE /api/v1/operators/{region_id}", s.onLeaderTerm(s.handleCancelOperator))
 	mux.HandleFunc("GET /api/v1/schedulers", s.onLeaderTerm(s.handleSchedulers))
 	mux.HandleFunc("POST /api/v1/schedulers", s.onLeaderTerm(s.handleAddScheduler))
 	mux.HandleFunc("DELETE /api/v1/schedulers/{name}", s.onLeaderTerm(s.handleRemoveScheduler))
