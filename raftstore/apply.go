@@ -3,6 +3,7 @@ package raftstore
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/gogo/protobuf/proto"
@@ -21,11 +22,12 @@ import (
 // safe because applying raw KV commands is idempotent: after a crash the
 // entries past the durable RaftApplyState are applied again on top.
 type kvWriter struct {
-	db  *badger.DB
-	txn *badger.Txn
+	db    *badger.DB
+	txn   *badger.Txn
+	stats *storeStats
 }
 
-func newKVWriter(db *badger.DB) *kvWriter { return &kvWriter{db: db} }
+func newKVWriter(db *badger.DB, stats *storeStats) *kvWriter { return &kvWriter{db: db, stats: stats} }
 
 func (w *kvWriter) ensure() {
 	if w.txn == nil {
@@ -85,11 +87,14 @@ func (w *kvWriter) commit() {
 	if w.txn == nil {
 		return
 	}
+	start := time.Now()
 	err := w.txn.Commit()
 	w.txn = nil
 	if err != nil {
 		fatalf("kv commit: %v", err)
 	}
+	w.stats.kvCommits.Add(1)
+	w.stats.kvCommitNanos.Add(uint64(time.Since(start)))
 }
 
 // fatalf stops the process on a storage error: raft cannot continue past a

@@ -56,7 +56,7 @@ func BootstrapRegion(engines *engine.Engines, region *metapb.Region) error {
 	initRaftState(&raftWB, &kvWB, region.Id)
 	kvWB.SetMsg(engine.RegionStateKey(region.Id), &rspb.RegionLocalState{State: rspb.PeerState_Normal, Region: region})
 	// The raft state first: a region state without it would not load.
-	if err := raftWB.Commit(engines.Raft); err != nil {
+	if err := engines.WriteRaft(&raftWB); err != nil {
 		return err
 	}
 	if err := kvWB.Commit(engines.KV); err != nil {
@@ -81,5 +81,5 @@ func ClearBootstrapRegion(engines *engine.Engines, regionID uint64) error {
 	if err := engines.SyncKV(); err != nil {
 		return err
 	}
-	return raftWB.Commit(engines.Raft)
+	return engines.WriteRaft(&raftWB)
 }

@@ -217,7 +217,7 @@ func (p *peer) destroy(reason string) {
 	}
 	var rwb engine.WriteBatch
 	rwb.Delete(engine.RaftStateKey(region.Id))
-	if err := rwb.Commit(p.store.engines.Raft); err != nil {
+	if err := p.store.engines.WriteRaft(&rwb); err != nil {
 		fatalf("%s: delete raft state: %v", p.ps.tag, err)
 	}
 	if p.ps.isInitialized() && p.store.overlapping(region, region.Id) == nil {

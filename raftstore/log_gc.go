@@ -64,6 +64,7 @@ func (p *peer) proposeAdmin(admin *raft_cmdpb.AdminRequest) {
 		p.log.Warn("encode admin command", "cmd", admin.CmdType, "err", err)
 		return
 	}
+	p.flushProposals()
 	if err := p.rn.Propose(data); err != nil {
 		p.log.Debug("admin command dropped", "cmd", admin.CmdType, "err", err)
 	}

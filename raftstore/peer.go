@@ -51,7 +51,15 @@ type peer struct {
 	peerCache map[uint64]*metapb.Peer
 
 	proposals proposalQueue
-	reads     readQueue
+	// batch holds the commands proposed while handling one round's
+	// messages; flushProposals steps them into raft as one MsgProp, so that
+	// raft sends one append per follower for all of them instead of one
+	// each (and gets one acknowledgement back).
+	batch struct {
+		ents  []raftpb.Entry
+		props []*proposal
+	}
+	reads readQueue
 	// nextSeq numbers proposals and ReadIndex contexts. It starts from the
 	// wall clock so that a restarted peer never reuses a sequence number
 	// that may still be in its log.
@@ -70,6 +78,9 @@ type peer struct {
 	hasReady    bool
 	unreachable []uint64
 	pendingSnap *pendingSnapshot
+	// appliedEarly is how many of the Ready's committed entries applyEarly
+	// applied.
+	appliedEarly int
 	// compacted lists raft log ranges truncated this round; their keys are
 	// deleted in the background once the round's kv writes are synced.
 	compacted []gcTask
@@ -191,6 +202,7 @@ func (p *peer) handleMsgs(msgs []peerMsg) {
 	if p.dead {
 		return
 	}
+	p.flushProposals()
 	// A peer that fell behind gets at most maxTicksPerRound ticks per round,
 	// so a slow round never turns into a burst of elections.
 	for range min(ticks, maxTicksPerRound) {
@@ -340,6 +352,7 @@ func (p *peer) onCommand(req *raft_cmdpb.RaftCmdRequest, cb Callback) {
 		return
 	}
 	if req.AdminRequest != nil {
+		p.flushProposals()
 		switch req.AdminRequest.CmdType {
 		case raft_cmdpb.AdminCmdType_TransferLeader:
 			p.onTransferLeader(req, cb)
@@ -373,12 +386,30 @@ func (p *peer) propose(req *raft_cmdpb.RaftCmdRequest, cb Callback) {
 		cb(errResult(&EntryTooLargeError{RegionID: p.regionID(), Size: uint64(len(data))}))
 		return
 	}
-	if err := p.rn.Propose(data); err != nil {
-		// Dropped, so nothing was appended and the command did not happen.
-		cb(errResult(p.proposeDroppedError()))
+	p.batch.ents = append(p.batch.ents, raftpb.Entry{Type: raftpb.EntryNormal, Data: data})
+	p.batch.props = append(p.batch.props, &proposal{seq: seq, tick: p.ticks, cb: cb})
+}
+
+// flushProposals proposes the batched commands, in their order, as one
+// MsgProp. Anything else that proposes (conf changes, the peer's own admin
+// commands, leader transfers) flushes first, so the log keeps the order in
+// which the peer received commands.
+func (p *peer) flushProposals() {
+	if len(p.batch.ents) == 0 {
 		return
 	}
-	p.proposals.add(&proposal{seq: seq, tick: p.ticks, cb: cb})
+	err := p.rn.Step(raftpb.Message{Type: raftpb.MsgProp, From: p.meta.Id, Entries: p.batch.ents})
+	for _, pr := range p.batch.props {
+		if err != nil {
+			// Dropped, so nothing was appended and no command happened.
+			pr.cb(errResult(p.proposeDroppedError()))
+			continue
+		}
+		p.proposals.add(pr)
+	}
+	clear(p.batch.ents)
+	clear(p.batch.props)
+	p.batch.ents, p.batch.props = p.batch.ents[:0], p.batch.props[:0]
 }
 
 // proposeDroppedError explains why raft refused a proposal.
@@ -601,6 +632,13 @@ func (p *peer) publishStatus() {
 
 // stop fails every pending callback; the peer is not used afterwards.
 func (p *peer) stop(err error) {
+	// Batched commands never reached raft: they did not happen.
+	for _, pr := range p.batch.props {
+		pr.cb(errResult(err))
+	}
+	clear(p.batch.ents)
+	clear(p.batch.props)
+	p.batch.ents, p.batch.props = p.batch.ents[:0], p.batch.props[:0]
 	p.proposals.drain(func(pr *proposal) { pr.cb(noAnswer(err)) })
 	p.reads.drain(func(r pendingRead) { r.cb(noAnswer(err)) })
 }

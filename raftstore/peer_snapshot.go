@@ -276,7 +276,7 @@ func recoverApplyingSnapshot(eng *engine.Engines, snaps *snapManager, st *rspb.R
 		if err := deleteRaftLog(eng, region.Id, 0, key.Index+1); err != nil {
 			return err
 		}
-		if err := wb.Commit(eng.Raft); err != nil {
+		if err := eng.WriteRaft(&wb); err != nil {
 			return err
 		}
 	}

@@ -14,8 +14,12 @@ import (
 //  1. collectReady: take the Ready, let a leader send at once, and add the
 //     entries, HardState and RaftLocalState to the round's raft batch.
 //  2. (the worker commits the raft batch: one fsync for all peers)
-//     afterPersist: send the remaining messages, apply committed entries to
-//     the round's kv writer, note read states.
+//     While the fsync runs, applyEarly applies the committed entries that
+//     earlier rounds already made durable here, and the worker commits
+//     them and answers their proposals: a client's answer never waits for
+//     the fsync of entries proposed after its own.
+//     afterPersist: send the remaining messages (a follower's acks), apply
+//     the rest of the committed entries, note read states.
 //  3. (the worker commits the kv writer)
 //     finishReady: fire callbacks, serve reads, Advance.
 
@@ -61,6 +65,28 @@ func (p *peer) collectReady(raftWB *engine.WriteBatch) bool {
 	return true
 }
 
+// applyEarly applies, before the round's raft batch is durable, the
+// committed entries that are already durable in this store's log: those
+// below the first entry of this Ready. Committed entries are durable on a
+// quorum, and these are in the local log too, so a crash cannot leave the
+// applied index past the log.
+func (p *peer) applyEarly(w *kvWriter, done []appliedCallback) []appliedCallback {
+	rd := &p.ready
+	if !p.hasReady || p.dead || p.pendingSnap != nil || len(rd.CommittedEntries) == 0 {
+		return done
+	}
+	n := len(rd.CommittedEntries)
+	if len(rd.Entries) > 0 {
+		first := rd.Entries[0].Index
+		n = 0
+		for n < len(rd.CommittedEntries) && rd.CommittedEntries[n].Index < first {
+			n++
+		}
+	}
+	p.appliedEarly = n
+	return p.applyEntries(w, rd.CommittedEntries[:n], done)
+}
+
 // afterPersist is phase 2, run once the raft batch is durable.
 func (p *peer) afterPersist(w *kvWriter, done []appliedCallback) []appliedCallback {
 	rd := &p.ready
@@ -71,7 +97,8 @@ func (p *peer) afterPersist(w *kvWriter, done []appliedCallback) []appliedCallba
 		}
 	}
 	p.send(rd.Messages)
-	done = p.applyEntries(w, rd.CommittedEntries, done)
+	done = p.applyEntries(w, rd.CommittedEntries[p.appliedEarly:], done)
+	p.appliedEarly = 0
 	for _, rs := range rd.ReadStates {
 		p.reads.onReadState(rs.RequestCtx, rs.Index)
 	}

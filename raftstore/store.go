@@ -50,6 +50,7 @@ type Store struct {
 	splitq  chan splitCheckTask
 	schedq  chan func(context.Context)
 	logGC   *logGCWorker
+	stats   storeStats
 	sendSem chan struct{} // bounds concurrent snapshot sends
 	recvSem chan struct{} // bounds concurrent snapshot receives
 
@@ -183,7 +184,7 @@ func (s *Store) sweepTombstones(regions []*metapb.Region) error {
 		}
 		var wb engine.WriteBatch
 		wb.Delete(engine.RaftStateKey(r.Id))
-		if err := wb.Commit(s.engines.Raft); err != nil {
+		if err := s.engines.WriteRaft(&wb); err != nil {
 			return err
 		}
 	}

@@ -195,7 +195,7 @@ func TestSweepTombstoneLeftovers(t *testing.T) {
 	var raftWB, kvWB engine.WriteBatch
 	raftWB.Set(engine.RaftLogKey(region.Id, 6), []byte("entry"))
 	kvWB.SetMsg(engine.RegionStateKey(region.Id), &rspb.RegionLocalState{State: rspb.PeerState_Tombstone, Region: region})
-	if err := raftWB.Commit(eng.Raft); err != nil {
+	if err := eng.WriteRaft(&raftWB); err != nil {
 		t.Fatal(err)
 	}
 	if err := kvWB.Commit(eng.KV); err != nil {

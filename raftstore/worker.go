@@ -1,6 +1,8 @@
 package raftstore
 
 import (
+	"time"
+
 	"github.com/regionkv/regionkv/kv/engine"
 	"github.com/regionkv/regionkv/router"
 )
@@ -20,13 +22,22 @@ type raftWorker struct {
 	kv      *kvWriter
 	ready   []*peer
 	done    []appliedCallback
+	// entries and applied count the round's appended and committed
+	// entries, for Stats.
+	entries, applied int
+	// writeReq asks the writer goroutine to commit raftWB, which it owns
+	// until it answers on writeDone.
+	writeReq, writeDone chan struct{}
 }
 
 func newRaftWorker(s *Store) *raftWorker {
-	return &raftWorker{store: s, kv: newKVWriter(s.engines.KV)}
+	return &raftWorker{store: s, kv: newKVWriter(s.engines.KV, &s.stats),
+		writeReq: make(chan struct{}), writeDone: make(chan struct{})}
 }
 
 func (w *raftWorker) run() {
+	go w.runWriter()
+	defer close(w.writeReq)
 	for {
 		var ok bool
 		w.batches, ok = w.store.router.Fetch(w.batches[:0], w.store.cfg.RaftMaxPeersPerRound)
@@ -44,10 +55,34 @@ const (
 )
 
 func (w *raftWorker) commitRaftBatch() {
-	if err := w.raftWB.Commit(w.store.engines.Raft); err != nil {
+	if w.raftWB.Len() == 0 {
+		return
+	}
+	start := time.Now()
+	if err := w.store.engines.WriteRaft(&w.raftWB); err != nil {
 		fatalf("raft batch of %d writes, %d bytes: %v", w.raftWB.Len(), w.raftWB.Size(), err)
 	}
+	st := &w.store.stats
+	st.raftSyncs.Add(1)
+	st.raftSyncNanos.Add(uint64(time.Since(start)))
 	w.raftWB.Reset()
+}
+
+// answer fires the callbacks of the applied entries committed so far.
+func (w *raftWorker) answer() {
+	for _, d := range w.done {
+		d.cb(d.res)
+	}
+	clear(w.done)
+	w.done = w.done[:0]
+}
+
+// runWriter commits the round's raft batch when asked (see round).
+func (w *raftWorker) runWriter() {
+	for range w.writeReq {
+		w.commitRaftBatch()
+		w.writeDone <- struct{}{}
+	}
 }
 
 // round handles one batch of mailboxes. See ready.go for the phases.
@@ -61,6 +96,8 @@ func (w *raftWorker) round() {
 	for i := range w.batches {
 		if p := w.batches[i].FSM; p.collectReady(&w.raftWB) {
 			w.ready = append(w.ready, p)
+			w.entries += len(p.ready.Entries)
+			w.applied += len(p.ready.CommittedEntries)
 		}
 		if w.raftWB.Size() > raftBatchFlushBytes || w.raftWB.Len() > raftBatchFlushOps {
 			// Keep one transaction well inside Badger's limit; every peer's
@@ -68,25 +105,43 @@ func (w *raftWorker) round() {
 			w.commitRaftBatch()
 		}
 	}
-	w.commitRaftBatch()
+	// Leaders sent their appends in collectReady; get them going before the
+	// fsync, or the followers' fsyncs would wait for it (the point of
+	// sending early).
+	w.store.trans.Flush()
 
-	// Phase 2: send and apply.
+	// The fsync runs on the writer goroutine while this one applies and
+	// answers what is already durable.
 	w.done = w.done[:0]
+	if w.raftWB.Len() > 0 {
+		w.writeReq <- struct{}{}
+		for _, p := range w.ready {
+			w.done = p.applyEarly(w.kv, w.done)
+		}
+		w.kv.commit()
+		w.answer()
+		<-w.writeDone
+	}
+	st := &w.store.stats
+	st.rounds.Add(1)
+	st.readyPeers.Add(uint64(len(w.ready)))
+	st.entries.Add(uint64(w.entries))
+	st.appliedEn.Add(uint64(w.applied))
+	w.entries, w.applied = 0, 0
+
+	// Phase 2: send (the acks go before the kv commit) and apply.
 	for _, p := range w.ready {
 		w.done = p.afterPersist(w.kv, w.done)
 	}
-	w.kv.commit()
 	w.store.trans.Flush()
+	w.kv.commit()
 	for _, p := range w.ready {
 		w.store.logGC.schedule(p.compacted)
 		p.compacted = p.compacted[:0]
 	}
 
 	// Phase 3: answer and advance.
-	for _, d := range w.done {
-		d.cb(d.res)
-	}
-	clear(w.done)
+	w.answer()
 	for i := range w.batches {
 		b := &w.batches[i]
 		if b.FSM.finishReady() {

@@ -114,7 +114,8 @@ func (s *Store) runJanitor() {
 			if n := s.snaps.gc(s.cfg.SnapMaxAge); n > 0 {
 				s.log.Info("removed stale snapshot files", "count", n)
 			}
-			for s.engines.Raft.RunValueLogGC(0.5) == nil {
+			if err := s.engines.RaftValueLogGC(0.5); err != nil {
+				fatalf("raft db value log gc: %v", err)
 			}
 		}
 	}

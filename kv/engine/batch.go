@@ -12,8 +12,9 @@ import (
 // not modify them until Commit returns. A WriteBatch is not safe for
 // concurrent use.
 type WriteBatch struct {
-	ops  []batchOp
-	size int
+	ops    []batchOp
+	size   int
+	maxVal int // the largest value
 }
 
 type batchOp struct {
@@ -25,6 +26,7 @@ type batchOp struct {
 func (wb *WriteBatch) Set(key, val []byte) {
 	wb.ops = append(wb.ops, batchOp{key: key, val: val})
 	wb.size += len(key) + len(val)
+	wb.maxVal = max(wb.maxVal, len(val))
 }
 
 // SetMsg writes the marshalled msg at key.
@@ -55,11 +57,12 @@ func (wb *WriteBatch) Reset() {
 	clear(wb.ops)
 	wb.ops = wb.ops[:0]
 	wb.size = 0
+	wb.maxVal = 0
 }
 
 // Commit writes the batch to db in one transaction: after a crash either all
-// of it or none of it is there. On a DB opened with SyncWrites the batch is
-// durable when Commit returns. An empty batch is a no-op.
+// of it or none of it is there, but it is not durable yet: use
+// Engines.WriteRaft for raft state. An empty batch is a no-op.
 func (wb *WriteBatch) Commit(db *badger.DB) error {
 	if len(wb.ops) == 0 {
 		return nil

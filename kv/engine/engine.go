@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/gogo/protobuf/proto"
@@ -58,6 +59,8 @@ type Engines struct {
 	Raft *badger.DB
 	KV   *badger.DB
 	Dir  string
+
+	raftSync *walSyncer
 }
 
 // Open opens (creating if needed) the raft and kv DBs under dir.
@@ -78,7 +81,7 @@ func Open(dir string, opts Options) (*Engines, error) {
 		raftDB.Close()
 		return nil, fmt.Errorf("engine: open kv db %s: %w", kvPath, err)
 	}
-	return &Engines{Raft: raftDB, KV: kvDB, Dir: dir}, nil
+	return &Engines{Raft: raftDB, KV: kvDB, Dir: dir, raftSync: newWALSyncer(raftPath)}, nil
 }
 
 func badgerOptions(path string, opts Options, raft bool) badger.Options {
@@ -92,12 +95,13 @@ func badgerOptions(path string, opts Options, raft bool) badger.Options {
 		WithNumCompactors(2).
 		WithNumGoroutines(2)
 	if raft {
-		// The raft log must be durable before a peer acknowledges it. Entries
-		// past raftValueThreshold live in the value log, so that a round of
-		// large entries costs Badger's transaction size limit a pointer each
-		// and one round's raft batch always fits in one atomic transaction.
-		o = o.WithSyncWrites(true).
-			WithValueThreshold(raftValueThreshold).
+		// The raft log must be durable before a peer acknowledges it:
+		// WriteRaft syncs each batch itself (walsync.go says why not
+		// SyncWrites). Entries past raftValueThreshold live in the value
+		// log, so that a round of large entries costs Badger's transaction
+		// size limit a pointer each and one round's raft batch always fits
+		// in one atomic transaction.
+		o = o.WithValueThreshold(raftValueThreshold).
 			WithBlockCacheSize(opts.BlockCacheSize / 8).
 			WithCompression(0)
 	} else {
@@ -108,7 +112,54 @@ func badgerOptions(path string, opts Options, raft bool) badger.Options {
 
 // Close closes both DBs.
 func (e *Engines) Close() error {
+	e.raftSync.close()
 	return errors.Join(e.Raft.Close(), e.KV.Close())
+}
+
+// WriteRaft commits wb to the raft DB atomically and makes it durable (with
+// every earlier write to the raft DB) before it returns. Writes to the raft
+// DB by any other means are not durable until the next WriteRaft or SyncRaft.
+func (e *Engines) WriteRaft(wb *WriteBatch) error {
+	if wb.Len() == 0 {
+		return nil
+	}
+	if err := wb.Commit(e.Raft); err != nil {
+		return err
+	}
+	return e.raftSync.sync(wb.maxVal >= raftValueThreshold/2)
+}
+
+// RaftSyncStats returns how many times WriteRaft and SyncRaft synced the
+// raft DB's logs, and the time they spent in fdatasync.
+func (e *Engines) RaftSyncStats() (syncs uint64, total time.Duration) {
+	return e.raftSync.syncs.Load(), time.Duration(e.raftSync.nanos.Load())
+}
+
+// SyncRaft makes every write to the raft DB so far durable, value log
+// included.
+func (e *Engines) SyncRaft() error {
+	return e.raftSync.sync(true)
+}
+
+// RaftValueLogGC reclaims space in the raft DB's value log (large entries
+// that log GC deleted). Badger's value-log GC rewrites the live entries of a
+// file and then deletes the file; without SyncWrites the rewritten entries
+// would not be durable yet. An open iterator makes Badger defer the
+// deletion until it closes, so the rewrite is synced first.
+func (e *Engines) RaftValueLogGC(discardRatio float64) error {
+	txn := e.Raft.NewTransaction(false)
+	it := txn.NewIterator(badger.IteratorOptions{})
+	rewrote := false
+	for e.Raft.RunValueLogGC(discardRatio) == nil {
+		rewrote = true
+	}
+	var err error
+	if rewrote {
+		err = e.SyncRaft()
+	}
+	it.Close()
+	txn.Discard()
+	return err
 }
 
 // SyncKV makes every write to the kv DB so far durable, even against power

@@ -119,7 +119,9 @@ func TestDBOptions(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"raft SyncWrites", raft.SyncWrites, true},
+		// The raft DB's durability comes from WriteRaft's own fdatasync
+		// (walsync_test.go), not from Badger's SyncWrites.
+		{"raft SyncWrites", raft.SyncWrites, false},
 		{"kv SyncWrites", kv.SyncWrites, false},
 		{"raft ValueThreshold", raft.ValueThreshold, int64(raftValueThreshold)},
 		{"raft MemTableSize", raft.MemTableSize, opts.MemTableSize},

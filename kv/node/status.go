@@ -148,6 +148,17 @@ var (
 	snapSentDesc = prometheus.NewDesc("regionkv_store_snapshots_sent_total", "Snapshots sent and acknowledged, and failed, by result.", []string{"result"}, nil)
 	snapByteDesc = prometheus.NewDesc("regionkv_store_snapshot_sent_bytes_total", "Data bytes of the snapshots sent.", nil, nil)
 	reconnDesc   = prometheus.NewDesc("regionkv_store_transport_reconnects_total", "Raft streams reopened after a failure.", nil, nil)
+
+	roundsDesc    = prometheus.NewDesc("regionkv_raftstore_rounds_total", "Raft worker rounds.", nil, nil)
+	readyDesc     = prometheus.NewDesc("regionkv_raftstore_ready_peers_total", "Peers with a Ready, summed over rounds.", nil, nil)
+	raftSyncDesc  = prometheus.NewDesc("regionkv_raftstore_raft_syncs_total", "Raft-DB batch commits, each one fsync.", nil, nil)
+	raftSyncSecs  = prometheus.NewDesc("regionkv_raftstore_raft_sync_seconds_total", "Time spent committing raft-DB batches.", nil, nil)
+	fdatasyncDesc = prometheus.NewDesc("regionkv_raftstore_fdatasyncs_total", "fdatasync calls on the raft DB's logs.", nil, nil)
+	fdatasyncSecs = prometheus.NewDesc("regionkv_raftstore_fdatasync_seconds_total", "Time spent in fdatasync of the raft DB's logs.", nil, nil)
+	appendedDesc  = prometheus.NewDesc("regionkv_raftstore_entries_appended_total", "Log entries written to the raft DB.", nil, nil)
+	kvCommitDesc  = prometheus.NewDesc("regionkv_raftstore_kv_commits_total", "kv-DB transactions of applied entries.", nil, nil)
+	kvCommitSecs  = prometheus.NewDesc("regionkv_raftstore_kv_commit_seconds_total", "Time spent committing applied entries to the kv DB.", nil, nil)
+	appliedDesc   = prometheus.NewDesc("regionkv_raftstore_entries_applied_total", "Committed entries handed to apply.", nil, nil)
 )
 
 // storeCollector reads the raftstore's and the transport's counts at scrape
@@ -177,4 +188,15 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(snapSentDesc, prometheus.CounterValue, float64(st.SnapshotsFailed), "failed")
 	ch <- prometheus.MustNewConstMetric(snapByteDesc, prometheus.CounterValue, float64(st.SnapshotBytes))
 	ch <- prometheus.MustNewConstMetric(reconnDesc, prometheus.CounterValue, float64(st.Reconnects))
+	rs := c.n.store.Stats()
+	ch <- prometheus.MustNewConstMetric(roundsDesc, prometheus.CounterValue, float64(rs.Rounds))
+	ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.CounterValue, float64(rs.ReadyPeers))
+	ch <- prometheus.MustNewConstMetric(raftSyncDesc, prometheus.CounterValue, float64(rs.RaftSyncs))
+	ch <- prometheus.MustNewConstMetric(raftSyncSecs, prometheus.CounterValue, rs.RaftSyncTime.Seconds())
+	ch <- prometheus.MustNewConstMetric(fdatasyncDesc, prometheus.CounterValue, float64(rs.Fdatasyncs))
+	ch <- prometheus.MustNewConstMetric(fdatasyncSecs, prometheus.CounterValue, rs.FdatasyncTime.Seconds())
+	ch <- prometheus.MustNewConstMetric(appendedDesc, prometheus.CounterValue, float64(rs.EntriesAppended))
+	ch <- prometheus.MustNewConstMetric(kvCommitDesc, prometheus.CounterValue, float64(rs.KVCommits))
+	ch <- prometheus.MustNewConstMetric(kvCommitSecs, prometheus.CounterValue, rs.KVCommitTime.Seconds())
+	ch <- prometheus.MustNewConstMetric(appliedDesc, prometheus.CounterValue, float64(rs.EntriesApplied))
 }

@@ -1,0 +1,47 @@
+package raftstore
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Stats counts what the raft workers did; counters only grow. They answer
+// the questions a benchmark raises: how many rounds, how many entries per
+// fsync, how long the fsyncs and kv commits take.
+type Stats struct {
+	Rounds          uint64        // worker rounds that handled at least one peer
+	ReadyPeers      uint64        // peers with a Ready, summed over rounds
+	RaftSyncs       uint64        // raft-DB batch commits (each one fsync)
+	RaftSyncTime    time.Duration // the whole commit, Badger's part included
+	Fdatasyncs      uint64        // of the raft DB's logs (engine.WriteRaft)
+	FdatasyncTime   time.Duration
+	EntriesAppended uint64 // log entries written to the raft DB
+	KVCommits       uint64 // kv-DB transactions of applied entries
+	KVCommitTime    time.Duration
+	EntriesApplied  uint64
+}
+
+// storeStats is the live form of Stats.
+type storeStats struct {
+	rounds, readyPeers                  atomic.Uint64
+	raftSyncs, raftSyncNanos, entries   atomic.Uint64
+	kvCommits, kvCommitNanos, appliedEn atomic.Uint64
+}
+
+// Stats returns the store's raft worker counters.
+func (s *Store) Stats() Stats {
+	st := &s.stats
+	syncs, syncTime := s.engines.RaftSyncStats()
+	return Stats{
+		Fdatasyncs:      syncs,
+		FdatasyncTime:   syncTime,
+		Rounds:          st.rounds.Load(),
+		ReadyPeers:      st.readyPeers.Load(),
+		RaftSyncs:       st.raftSyncs.Load(),
+		RaftSyncTime:    time.Duration(st.raftSyncNanos.Load()),
+		EntriesAppended: st.entries.Load(),
+		KVCommits:       st.kvCommits.Load(),
+		KVCommitTime:    time.Duration(st.kvCommitNanos.Load()),
+		EntriesApplied:  st.appliedEn.Load(),
+	}
+}
