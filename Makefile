@@ -7,7 +7,7 @@ BIN       := bin
 TEST_FLAGS ?= -race -timeout 20m
 LONG_FLAGS ?= -timeout 60m
 
-.PHONY: help build test test-long test-cluster bench proto verify fmt vet check-proto playground clean
+.PHONY: help build test test-long test-cluster bench bench-compare proto verify fmt vet check-proto playground clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,9 @@ test-long: ## Run the long soak and scale scenarios too.
 
 bench: ## Run the Go benchmarks of the hot paths.
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./kv/... ./router/... ./raftstore/...
+
+bench-compare: ## Compare regionkv with a 3-member etcd 3.6 on this machine (builds etcd first; a few minutes).
+	BIN=$(BIN) ./scripts/bench-compare.sh
 
 proto: ## Regenerate proto/*/*.pb.go (needs protoc; installs protoc-gen-gofast).
 	./scripts/genproto.sh

@@ -25,7 +25,7 @@ func benchEngines(b *testing.B) *Engines {
 // benchWriteBatch commits batches of n entries to db. key(i) is the i-th key
 // written over the whole benchmark, so every write is a fresh key, as for
 // raft log appends.
-func benchWriteBatch(b *testing.B, db *badger.DB, key func(i uint64) []byte) {
+func benchWriteBatch(b *testing.B, commit func(*WriteBatch) error, key func(i uint64) []byte) {
 	for _, n := range []int{1, 16, 256} {
 		b.Run("entries="+strconv.Itoa(n), func(b *testing.B) {
 			val := bytes.Repeat([]byte{'v'}, benchValueSize)
@@ -39,7 +39,7 @@ func benchWriteBatch(b *testing.B, db *badger.DB, key func(i uint64) []byte) {
 					wb.Set(key(next), val)
 					next++
 				}
-				if err := wb.Commit(db); err != nil {
+				if err := commit(&wb); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -47,18 +47,18 @@ func benchWriteBatch(b *testing.B, db *badger.DB, key func(i uint64) []byte) {
 	}
 }
 
-// BenchmarkWriteBatchRaftDB commits raft log entries to the raft DB, which
-// fsyncs every commit.
+// BenchmarkWriteBatchRaftDB commits raft log entries to the raft DB with
+// WriteRaft, which fdatasyncs every commit.
 func BenchmarkWriteBatchRaftDB(b *testing.B) {
 	e := benchEngines(b)
-	benchWriteBatch(b, e.Raft, func(i uint64) []byte { return RaftLogKey(1, i) })
+	benchWriteBatch(b, e.WriteRaft, func(i uint64) []byte { return RaftLogKey(1, i) })
 }
 
 // BenchmarkWriteBatchKVDB commits user data to the kv DB, which does not
 // fsync.
 func BenchmarkWriteBatchKVDB(b *testing.B) {
 	e := benchEngines(b)
-	benchWriteBatch(b, e.KV, func(i uint64) []byte {
+	benchWriteBatch(b, func(wb *WriteBatch) error { return wb.Commit(e.KV) }, func(i uint64) []byte {
 		return DataKey('d', binary.BigEndian.AppendUint64([]byte("user"), i))
 	})
 }

@@ -30,12 +30,23 @@ import (
 // and a file with the next id means the current one is complete: walSyncer
 // syncs it a last time and moves on. A write into a rotated-out memtable is
 // therefore never missed.
+//
+// Syncs are group commits: several raft workers commit to the raft DB at
+// once, and one fdatasync covers every commit that had returned before it
+// began. A caller takes a ticket once its commit has returned; the syncer
+// reads the last ticket before it syncs, and a caller whose ticket is
+// already covered returns without syncing again.
 type walSyncer struct {
-	mu   sync.Mutex
+	tickets atomic.Uint64 // the last ticket handed out
+
+	mu   sync.Mutex // serializes syncs; protects the rest
 	mem  walFile
 	vlog walFile
+	// memDone and vlogDone are the last tickets whose writes are durable in
+	// the memtable logs and the value logs.
+	memDone, vlogDone uint64
 
-	syncs, nanos atomic.Uint64 // fdatasync calls and their time
+	syncs, nanos atomic.Uint64 // fdatasync rounds and their time
 }
 
 // walFile follows the newest file of one kind in dir.
@@ -56,8 +67,13 @@ func newWALSyncer(dir string) *walSyncer {
 // sync makes every write so far to the memtable logs (and, with vlog, to the
 // value logs) durable.
 func (s *walSyncer) sync(vlog bool) error {
+	ticket := s.tickets.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.memDone >= ticket && (!vlog || s.vlogDone >= ticket) {
+		return nil // a sync that began after our commit has covered it
+	}
+	upTo := s.tickets.Load()
 	start := time.Now()
 	defer func() {
 		s.syncs.Add(1)
@@ -66,8 +82,12 @@ func (s *walSyncer) sync(vlog bool) error {
 	if err := s.mem.sync(); err != nil {
 		return err
 	}
+	s.memDone = upTo
 	if vlog {
-		return s.vlog.sync()
+		if err := s.vlog.sync(); err != nil {
+			return err
+		}
+		s.vlogDone = upTo
 	}
 	return nil
 }
