@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	_ "github.com/regionkv/regionkv/internal/grpccodec" // the gogo-aware "proto" codec
+	"github.com/regionkv/regionkv/internal/routekey"
 	"github.com/regionkv/regionkv/proto/metapb"
 	schedclient "github.com/regionkv/regionkv/scheduler/client"
 )
@@ -172,7 +173,7 @@ func (c *Client) locateBelow(ctx context.Context, upper []byte) (location, error
 	if loc, ok := c.cache.locateBelow(upper); ok {
 		return loc, nil
 	}
-	return c.load(ctx, keyBefore(upper), func() (location, bool) { return c.cache.locateBelow(upper) })
+	return c.load(ctx, routekey.Before(upper), func() (location, bool) { return c.cache.locateBelow(upper) })
 }
 
 // load asks the scheduler for the region holding key, caches it, and
@@ -195,34 +196,4 @@ func (c *Client) load(ctx context.Context, key []byte, lookup func() (location, 
 	// error will correct it.
 	loc := (&cachedRegion{region: region, leader: leader}).locationLocked()
 	return loc, nil
-}
-
-// maxRouteKey sorts after every key a request may carry, so it lies in the
-// last region.
-var maxRouteKey = func() []byte {
-	b := make([]byte, maxKeySize+1)
-	for i := range b {
-		b[i] = 0xff
-	}
-	return b
-}()
-
-// keyBefore returns a key of the region that holds the largest keys below
-// upper (empty: no bound), to look that region up by key. Region boundaries
-// are keys of at most maxKeySize bytes: if upper ends in 0x00, dropping it
-// gives its exact predecessor; otherwise, with upper = p+[c],
-// p+[c-1]+0xff*maxKeySize is below upper and above every boundary below
-// upper (the same reasoning as kv/server's routing of reverse scans).
-func keyBefore(upper []byte) []byte {
-	n := len(upper)
-	switch {
-	case n == 0:
-		return maxRouteKey
-	case upper[n-1] == 0:
-		return upper[: n-1 : n-1]
-	}
-	k := make([]byte, n, n+maxKeySize)
-	copy(k, upper)
-	k[n-1]--
-	return append(k, maxRouteKey[:maxKeySize]...)
 }

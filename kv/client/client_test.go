@@ -440,15 +440,3 @@ func TestRegionCache(t *testing.T) {
 		t.Error("invalidated region still cached")
 	}
 }
-
-func TestKeyBefore(t *testing.T) {
-	for _, upper := range []string{"b", "b\x00", "ab", "\x01"} {
-		kb := keyBefore([]byte(upper))
-		if string(kb) >= upper {
-			t.Errorf("keyBefore(%q) = %q, not below", upper, kb)
-		}
-	}
-	if len(keyBefore(nil)) != maxKeySize+1 {
-		t.Error("keyBefore(nil) is not past every key")
-	}
-}

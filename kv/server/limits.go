@@ -1,5 +1,7 @@
 package server
 
+import "github.com/regionkv/regionkv/internal/routekey"
+
 // Request limits. They are part of the public contract: a request beyond any
 // of them is rejected with gRPC InvalidArgument before it reaches the
 // raftstore. The Go client splits batches so that every request it sends
@@ -9,8 +11,8 @@ const (
 	// (TiKV's storage.max-key-size default is the same 8 KiB). It applies to
 	// point keys and to scan and delete-range bounds. Region boundaries are
 	// user keys, so they obey it too; routing of reverse scans relies on that
-	// (see keyBefore).
-	MaxKeySize = 8 << 10
+	// (see internal/routekey).
+	MaxKeySize = routekey.MaxKeySize
 
 	// MaxValueSize is the largest value, in bytes, of a single put.
 	MaxValueSize = 8 << 20

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/regionkv/regionkv/internal/routekey"
 	"github.com/regionkv/regionkv/proto/errorpb"
 	"github.com/regionkv/regionkv/proto/kvpb"
 	"github.com/regionkv/regionkv/proto/kvrpcpb"
@@ -587,7 +588,7 @@ func (s *Server) rawScan(ctx context.Context, req *kvrpcpb.RawScanRequest, resp 
 		}
 		lower, upper = req.EndKey, req.StartKey
 		if req.Context.GetRegionId() == 0 {
-			routeKey = keyBefore(req.StartKey) // up to 8 KiB: only when routing
+			routeKey = routekey.Before(req.StartKey) // up to 8 KiB: only when routing
 		}
 	} else if err := checkRange("start_key", req.StartKey, "end_key", req.EndKey); err != nil {
 		return err
@@ -629,31 +630,4 @@ func upperInRegion(upper []byte, r *metapb.Region) bool {
 		return len(r.EndKey) == 0
 	}
 	return bytes.Compare(upper, r.StartKey) > 0 && (len(r.EndKey) == 0 || bytes.Compare(upper, r.EndKey) <= 0)
-}
-
-// maxRouteKey sorts after every key a request may carry (those are at most
-// MaxKeySize bytes), so it lies in the last region. It is never modified.
-var maxRouteKey = bytes.Repeat([]byte{0xff}, MaxKeySize+1)
-
-// keyBefore returns a key of the region that holds the largest keys below
-// upper, for routing reverse scans; an empty upper means no bound.
-//
-// Byte strings have no immediate predecessor in general, but region
-// boundaries are keys of at most MaxKeySize bytes. If upper ends in 0x00,
-// dropping that byte gives its exact predecessor. Otherwise, with upper =
-// p+[c], the key p+[c-1]+0xff*MaxKeySize is below upper and above every key
-// of at most MaxKeySize bytes that is below upper, so no region boundary
-// falls between it and upper.
-func keyBefore(upper []byte) []byte {
-	n := len(upper)
-	switch {
-	case n == 0:
-		return maxRouteKey
-	case upper[n-1] == 0:
-		return upper[: n-1 : n-1]
-	}
-	k := make([]byte, n, n+MaxKeySize)
-	copy(k, upper)
-	k[n-1]--
-	return append(k, maxRouteKey[:MaxKeySize]...)
 }

@@ -954,35 +954,6 @@ func TestCodecIsRegistered(t *testing.T) {
 	}
 }
 
-func TestKeyBefore(t *testing.T) {
-	if k := keyBefore(nil); len(k) != MaxKeySize+1 {
-		t.Fatalf("keyBefore(nil) has %d bytes", len(k))
-	}
-	// Every key of up to 3 bytes over a small alphabet: keyBefore(u) is
-	// below u and at or above every such key below u.
-	alphabet := []byte{0x00, 0x01, 'a', 0xff}
-	keys := [][]byte{nil}
-	for i := 0; i < len(keys); i++ {
-		if len(keys[i]) == 3 {
-			continue
-		}
-		for _, c := range alphabet {
-			keys = append(keys, append(bytes.Clone(keys[i]), c))
-		}
-	}
-	for _, u := range keys {
-		k := keyBefore(u)
-		if len(u) > 0 && bytes.Compare(k, u) >= 0 {
-			t.Fatalf("keyBefore(%x) = %x is not below it", u, k)
-		}
-		for _, s := range keys {
-			if (len(u) == 0 || bytes.Compare(s, u) < 0) && bytes.Compare(s, k) > 0 {
-				t.Fatalf("key %x < %x is above keyBefore = %x", s, u, k)
-			}
-		}
-	}
-}
-
 // TestLimitsFit checks that the largest legal batches fit in MaxCommandSize
 // as a raft command and in MaxGRPCMessageSize as a gRPC request.
 func TestLimitsFit(t *testing.T) {
