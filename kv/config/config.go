@@ -9,13 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
+	"github.com/regionkv/regionkv/internal/tomlconf"
 	"github.com/regionkv/regionkv/kv/engine"
 	"github.com/regionkv/regionkv/raftstore"
 )
@@ -88,18 +86,7 @@ func Default() Config {
 // returned as undecoded (the caller reports them); a malformed file is an
 // error.
 func (cfg *Config) LoadFile(path string) (undecoded []string, err error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	md, err := toml.Decode(string(b), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	for _, k := range md.Undecoded() {
-		undecoded = append(undecoded, k.String())
-	}
-	return undecoded, nil
+	return tomlconf.Load(path, cfg)
 }
 
 // SchedulerAddrs returns the scheduler addresses.
@@ -212,21 +199,8 @@ func ParseLogLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// Duration is a time.Duration written as "100ms" in TOML and flags.
-type Duration struct{ time.Duration }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+// Duration is a time.Duration written as "3s" in TOML and flags.
+type Duration = tomlconf.Duration
 
 // ByteSize is a size in bytes, written as a number with an optional unit:
 // "96MiB", "64KiB", "1GiB", "512" (B, KiB, MiB, GiB; KB, MB and GB mean the

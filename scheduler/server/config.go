@@ -6,13 +6,11 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
+	"github.com/regionkv/regionkv/internal/tomlconf"
 	"github.com/regionkv/regionkv/scheduler/schedulers"
 )
 
@@ -75,21 +73,8 @@ type Config struct {
 	EtcdUnsafeNoFsync bool `toml:"etcd-unsafe-no-fsync"`
 }
 
-// Duration is a time.Duration written as "3s" in TOML.
-type Duration struct{ time.Duration }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+// Duration is a time.Duration written as "3s" in TOML and flags.
+type Duration = tomlconf.Duration
 
 // DefaultConfig returns the default configuration.
 func DefaultConfig() Config {
@@ -100,9 +85,9 @@ func DefaultConfig() Config {
 		StatusAddr:       DefaultStatusAddr,
 		EtcdClientURL:    DefaultEtcdClientURL,
 		EtcdPeerURL:      DefaultEtcdPeerURL,
-		LeaderLease:      Duration{DefaultLeaderLease},
-		StartTimeout:     Duration{DefaultStartTimeout},
-		ScheduleInterval: Duration{DefaultScheduleInterval},
+		LeaderLease:      Duration{Duration: DefaultLeaderLease},
+		StartTimeout:     Duration{Duration: DefaultStartTimeout},
+		ScheduleInterval: Duration{Duration: DefaultScheduleInterval},
 		Schedulers:       strings.Join(schedulers.Known(), ","),
 		LogLevel:         "info",
 		EtcdLogLevel:     "warn",
@@ -113,18 +98,7 @@ func DefaultConfig() Config {
 // returned as undecoded (the caller reports them); a malformed file is an
 // error.
 func (cfg *Config) LoadFile(path string) (undecoded []string, err error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	md, err := toml.Decode(string(b), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	for _, k := range md.Undecoded() {
-		undecoded = append(undecoded, k.String())
-	}
-	return undecoded, nil
+	return tomlconf.Load(path, cfg)
 }
 
 // Validate checks cfg and fills derived defaults (scheme-less URLs get

@@ -81,8 +81,8 @@ func testConfig(t *testing.T, name string) Config {
 	cfg.EtcdClientURL = fmt.Sprintf("http://127.0.0.1:%d", p[0])
 	cfg.EtcdPeerURL = fmt.Sprintf("http://127.0.0.1:%d", p[1])
 	cfg.EtcdLogLevel = "error"
-	cfg.LeaderLease = Duration{time.Second}
-	cfg.StartTimeout = Duration{30 * time.Second}
+	cfg.LeaderLease = Duration{Duration: time.Second}
+	cfg.StartTimeout = Duration{Duration: 30 * time.Second}
 	return cfg
 }
 
