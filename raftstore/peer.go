@@ -390,6 +390,13 @@ func (p *peer) propose(req *raft_cmdpb.RaftCmdRequest, cb Callback) {
 	p.batch.props = append(p.batch.props, &proposal{seq: seq, tick: p.ticks, cb: cb})
 }
 
+// resetBatch empties the proposal batch, keeping its memory.
+func (p *peer) resetBatch() {
+	clear(p.batch.ents)
+	clear(p.batch.props)
+	p.batch.ents, p.batch.props = p.batch.ents[:0], p.batch.props[:0]
+}
+
 // flushProposals proposes the batched commands, in their order, as one
 // MsgProp. Anything else that proposes (conf changes, the peer's own admin
 // commands, leader transfers) flushes first, so the log keeps the order in
@@ -407,9 +414,7 @@ func (p *peer) flushProposals() {
 		}
 		p.proposals.add(pr)
 	}
-	clear(p.batch.ents)
-	clear(p.batch.props)
-	p.batch.ents, p.batch.props = p.batch.ents[:0], p.batch.props[:0]
+	p.resetBatch()
 }
 
 // proposeDroppedError explains why raft refused a proposal.
@@ -636,9 +641,7 @@ func (p *peer) stop(err error) {
 	for _, pr := range p.batch.props {
 		pr.cb(errResult(err))
 	}
-	clear(p.batch.ents)
-	clear(p.batch.props)
-	p.batch.ents, p.batch.props = p.batch.ents[:0], p.batch.props[:0]
+	p.resetBatch()
 	p.proposals.drain(func(pr *proposal) { pr.cb(noAnswer(err)) })
 	p.reads.drain(func(r pendingRead) { r.cb(noAnswer(err)) })
 }

@@ -22,9 +22,6 @@ type raftWorker struct {
 	kv      *kvWriter
 	ready   []*peer
 	done    []appliedCallback
-	// entries and applied count the round's appended and committed
-	// entries, for Stats.
-	entries, applied int
 	// writeReq asks the writer goroutine to commit raftWB, which it owns
 	// until it answers on writeDone.
 	writeReq, writeDone chan struct{}
@@ -93,11 +90,12 @@ func (w *raftWorker) round() {
 
 	// Phase 1: collect Readies and build one raft batch.
 	w.ready = w.ready[:0]
+	entries, applied := 0, 0 // for Stats
 	for i := range w.batches {
 		if p := w.batches[i].FSM; p.collectReady(&w.raftWB) {
 			w.ready = append(w.ready, p)
-			w.entries += len(p.ready.Entries)
-			w.applied += len(p.ready.CommittedEntries)
+			entries += len(p.ready.Entries)
+			applied += len(p.ready.CommittedEntries)
 		}
 		if w.raftWB.Size() > raftBatchFlushBytes || w.raftWB.Len() > raftBatchFlushOps {
 			// Keep one transaction well inside Badger's limit; every peer's
@@ -125,9 +123,8 @@ func (w *raftWorker) round() {
 	st := &w.store.stats
 	st.rounds.Add(1)
 	st.readyPeers.Add(uint64(len(w.ready)))
-	st.entries.Add(uint64(w.entries))
-	st.appliedEn.Add(uint64(w.applied))
-	w.entries, w.applied = 0, 0
+	st.entries.Add(uint64(entries))
+	st.appliedEn.Add(uint64(applied))
 
 	// Phase 2: send (the acks go before the kv commit) and apply.
 	for _, p := range w.ready {
