@@ -23,8 +23,14 @@ func (t *Transport) SendSnapshot(ctx context.Context, msg *rspb.RaftMessage, dat
 	n, err := t.sendSnapshot(ctx, msg, data)
 	if err != nil {
 		t.snapsFailed.Add(1)
-		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		cerr := ctx.Err()
+		if cerr == nil && status.Code(err) == codes.DeadlineExceeded {
+			// The receiver enforces the deadline too (gRPC sends it along)
+			// and may end the stream a moment before ctx's own timer fires.
+			cerr = context.DeadlineExceeded
+		}
+		if cerr != nil && !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w (%v)", cerr, err)
 		}
 		return fmt.Errorf("transport: snapshot of region %d to store %d: %w", msg.GetRegionId(), msg.GetToPeer().GetStoreId(), err)
 	}
