@@ -116,14 +116,19 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 		return done
 	}
 	stale := func(pr *proposal) { done = append(done, appliedCallback{pr.cb, errResult(ErrStaleCommand)}) }
+	term := p.rn.BasicStatus().Term
 	for i := range ents {
 		e := &ents[i]
+		p.lease.appliedTerm = e.Term
 		switch e.Type {
 		case raftpb.EntryNormal:
 			if len(e.Data) == 0 {
 				// A new leader's no-op: it takes a slot any older proposal of
 				// this peer was waiting for.
 				p.proposals.resolve(e.Index, e.Term, 0, false, stale)
+				if e.Term == term {
+					p.renewLease(p.lease.since)
+				}
 				break
 			}
 			proposer, seq, cmd, err := decodeProposal(e.Data)
@@ -134,6 +139,9 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 			ours := proposer == p.meta.Id
 			if pr := p.proposals.resolve(e.Index, e.Term, seq, ours, stale); pr != nil {
 				done = append(done, appliedCallback{pr.cb, Result{Resp: resp}})
+				if e.Term == term {
+					p.renewLease(pr.at)
+				}
 			}
 		case raftpb.EntryConfChange:
 			var cc raftpb.ConfChange

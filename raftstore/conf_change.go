@@ -36,6 +36,7 @@ func (p *peer) onTransferLeader(req *raft_cmdpb.RaftCmdRequest, cb Callback) {
 	}
 	if pr.Id != p.meta.Id {
 		p.log.Info("transferring leadership", "to", pr.Id)
+		p.endLease(p.transferHoldOff())
 		p.rn.TransferLeader(pr.Id)
 	}
 	cb(Result{Resp: &raft_cmdpb.RaftCmdResponse{
@@ -65,6 +66,7 @@ func (p *peer) proposeConfChange(req *raft_cmdpb.RaftCmdRequest, cb Callback) {
 	if cp.ChangeType == raft_cmdpb.ConfChangeType_RemoveNode && cp.Peer.Id == p.meta.Id {
 		if to := p.transferTarget(); to != 0 {
 			p.log.Info("asked to remove the leader: transferring leadership first", "to", to)
+			p.endLease(p.transferHoldOff())
 			p.rn.TransferLeader(to)
 		}
 		cb(errResult(&NotLeaderError{RegionID: p.regionID()}))
@@ -135,6 +137,7 @@ func (p *peer) applyConfChange(w *kvWriter, cc *raftpb.ConfChange, cmd *raft_cmd
 	if err := checkEpoch(cmd, region); err != nil {
 		return errResult(err).Resp
 	}
+	p.endLease(0) // the quorums change
 	cp := cmd.AdminRequest.ChangePeer
 	next := proto.Clone(region).(*metapb.Region)
 	existing := findPeerByID(region, cp.Peer.Id)
@@ -201,6 +204,7 @@ func (p *peer) destroy(reason string) {
 		return
 	}
 	p.dead = true
+	p.endLease(0)
 	region := p.region()
 	p.log.Info("destroying peer", "reason", reason, "region", region)
 	var wb engine.WriteBatch

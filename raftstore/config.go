@@ -30,6 +30,9 @@ type Config struct {
 	// RaftEntryMaxSize is the largest command a client may propose. It must
 	// hold the largest raw batch kv/server accepts (17 MiB).
 	RaftEntryMaxSize uint64
+	// DisableLeaseRead makes every read take a ReadIndex round instead of
+	// being answered from a leader lease (lease.go).
+	DisableLeaseRead bool
 	// RaftWorkers is the size of the raft worker pool.
 	RaftWorkers int
 	// RaftMaxPeersPerRound caps how many peers one worker round handles, and

@@ -58,6 +58,10 @@ type peer struct {
 	batch struct {
 		ents  []raftpb.Entry
 		props []*proposal
+		// cmds merges plain writes into one command (cmd_batch.go); it
+		// becomes the next entry of ents when anything else is proposed or
+		// the batch is flushed.
+		cmds cmdBatch
 	}
 	reads readQueue
 	// nextSeq numbers proposals and ReadIndex contexts. It starts from the
@@ -99,6 +103,11 @@ type peer struct {
 	// dead is set once the peer is destroyed, or when a fail point simulated
 	// a crash: the peer does nothing more.
 	dead bool
+
+	// lease is the leader lease; noVotesUntil holds off votes after a
+	// restart (lease.go).
+	lease        leaderLease
+	noVotesUntil time.Time
 
 	status atomic.Pointer[PeerStatus]
 }
@@ -262,6 +271,10 @@ func (p *peer) onRaftMessage(msg *rspb.RaftMessage) {
 	default:
 		p.wake()
 	}
+	if !p.voteAllowed(msg.Message) {
+		p.log.Debug("refusing a vote request for an election timeout after restart", "type", msg.Message.Type, "from", msg.Message.From)
+		return
+	}
 	if err := p.rn.Step(*msg.Message); err != nil {
 		p.log.Debug("step raft message", "type", msg.Message.Type, "from", msg.Message.From, "err", err)
 	}
@@ -374,8 +387,33 @@ func (p *peer) onCommand(req *raft_cmdpb.RaftCmdRequest, cb Callback) {
 	p.propose(req, cb)
 }
 
-// propose appends a command to the log as a normal entry.
+// propose appends a command to the log as a normal entry; plain writes are
+// merged with the others of the round into one entry.
 func (p *peer) propose(req *raft_cmdpb.RaftCmdRequest, cb Callback) {
+	if mergeable(req) {
+		limit := min(cmdBatchMaxBytes, int(p.store.cfg.RaftEntryMaxSize)-proposalHeaderSize)
+		if p.batch.cmds.add(req, cb, limit) {
+			return
+		}
+		p.sealCmds()
+		if p.batch.cmds.add(req, cb, limit) {
+			return
+		}
+	} else {
+		p.sealCmds()
+	}
+	p.proposeEntry(req, cb)
+}
+
+// sealCmds turns the merged writes into the batch's next entry.
+func (p *peer) sealCmds() {
+	if !p.batch.cmds.empty() {
+		p.proposeEntry(p.batch.cmds.take())
+	}
+}
+
+// proposeEntry encodes a command as the batch's next entry.
+func (p *peer) proposeEntry(req *raft_cmdpb.RaftCmdRequest, cb Callback) {
 	seq := p.seq()
 	data, err := encodeProposal(p.meta.Id, seq, req)
 	if err != nil {
@@ -402,9 +440,11 @@ func (p *peer) resetBatch() {
 // commands, leader transfers) flushes first, so the log keeps the order in
 // which the peer received commands.
 func (p *peer) flushProposals() {
+	p.sealCmds()
 	if len(p.batch.ents) == 0 {
 		return
 	}
+	now := time.Now() // its commit renews the lease from here
 	err := p.rn.Step(raftpb.Message{Type: raftpb.MsgProp, From: p.meta.Id, Entries: p.batch.ents})
 	for _, pr := range p.batch.props {
 		if err != nil {
@@ -412,6 +452,7 @@ func (p *peer) flushProposals() {
 			pr.cb(errResult(p.proposeDroppedError()))
 			continue
 		}
+		pr.at = now
 		p.proposals.add(pr)
 	}
 	p.resetBatch()
@@ -575,7 +616,12 @@ func (p *peer) onSoftState(ss *raft.SoftState) {
 	wasLeader := p.isLeader
 	p.isLeader = ss.RaftState == raft.StateLeader
 	p.leaderID = ss.Lead
+	if !wasLeader && p.isLeader {
+		// The new term's first entry goes out after this.
+		p.lease = leaderLease{term: p.rn.BasicStatus().Term, since: time.Now(), notBefore: p.lease.notBefore, appliedTerm: p.lease.appliedTerm}
+	}
 	if wasLeader && !p.isLeader {
+		p.endLease(0)
 		err := &NotLeaderError{RegionID: p.regionID(), Leader: p.peerCache[ss.Lead]}
 		p.reads.drain(func(r pendingRead) { r.cb(errResult(err)) })
 	}
@@ -642,6 +688,8 @@ func (p *peer) stop(err error) {
 		pr.cb(errResult(err))
 	}
 	p.resetBatch()
+	p.batch.cmds.fail(errResult(err))
+	p.endLease(0)
 	p.proposals.drain(func(pr *proposal) { pr.cb(noAnswer(err)) })
 	p.reads.drain(func(r pendingRead) { r.cb(noAnswer(err)) })
 }

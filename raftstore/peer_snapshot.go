@@ -115,6 +115,7 @@ func snapKeyOf(regionID uint64, s *raftpb.Snapshot) SnapKey {
 // description, so a restart can finish the job) and puts the raft state at
 // the snapshot, with the old log deleted, into the round's raft batch.
 func (p *peer) prepareSnapshot(snap *raftpb.Snapshot, raftWB *engine.WriteBatch) {
+	p.endLease(0) // only followers take snapshots; to be sure
 	ps := p.ps
 	var data rspb.RaftSnapshotData
 	if err := data.Unmarshal(snap.Data); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 )
@@ -52,8 +53,9 @@ type proposal struct {
 	// index and term are the log position of the entry, learned from the
 	// Ready that persisted it; 0 until then.
 	index, term uint64
-	// tick is the peer's tick count when it was proposed.
+	// tick is the peer's tick count when it was proposed, at the time.
 	tick uint64
+	at   time.Time
 	cb   Callback
 }
 

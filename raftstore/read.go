@@ -3,6 +3,7 @@ package raftstore
 import (
 	"encoding/binary"
 	"errors"
+	"time"
 
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 )
@@ -19,8 +20,9 @@ type pendingRead struct {
 // readBatch is the reads that share one ReadIndex request.
 type readBatch struct {
 	ctx   uint64
-	tick  uint64 // when it was issued
-	index uint64 // the read index; 0 until the ReadState arrives
+	tick  uint64    // when it was issued, in ticks
+	at    time.Time // and in time
+	index uint64    // the read index; 0 until the ReadState arrives
 	reads []pendingRead
 }
 
@@ -35,22 +37,24 @@ func readCtx(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
 
 // issue moves the fresh reads into a batch with context ctx.
 func (q *readQueue) issue(ctx, tick uint64) {
-	q.batches = append(q.batches, &readBatch{ctx: ctx, tick: tick, reads: q.fresh})
+	q.batches = append(q.batches, &readBatch{ctx: ctx, tick: tick, at: time.Now(), reads: q.fresh})
 	q.fresh = nil
 }
 
-// onReadState records the read index for the batch with context ctx.
-func (q *readQueue) onReadState(ctx []byte, index uint64) {
+// onReadState records the read index for the batch with context ctx and
+// returns when that batch was issued (zero if it is not pending).
+func (q *readQueue) onReadState(ctx []byte, index uint64) time.Time {
 	if len(ctx) != 8 {
-		return
+		return time.Time{}
 	}
 	id := binary.BigEndian.Uint64(ctx)
 	for _, b := range q.batches {
 		if b.ctx == id {
 			b.index = index
-			return
+			return b.at
 		}
 	}
+	return time.Time{}
 }
 
 // takeReady removes and returns the reads whose index is <= applied.

@@ -100,7 +100,8 @@ func (p *peer) afterPersist(w *kvWriter, done []appliedCallback) []appliedCallba
 	done = p.applyEntries(w, rd.CommittedEntries[p.appliedEarly:], done)
 	p.appliedEarly = 0
 	for _, rs := range rd.ReadStates {
-		p.reads.onReadState(rs.RequestCtx, rs.Index)
+		// A quorum answered a heartbeat sent after the read was issued.
+		p.renewLease(p.reads.onReadState(rs.RequestCtx, rs.Index))
 	}
 	return done
 }
@@ -128,6 +129,7 @@ func (p *peer) finishReady() bool {
 		return false
 	}
 	p.serveReads()
+	p.publishLease()
 	p.ps.cache.compactTo(p.ps.appliedIndex() + 1)
 	p.publishStatus()
 	return p.rn.HasReady()

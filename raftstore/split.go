@@ -51,6 +51,7 @@ func (p *peer) applySplit(w *kvWriter, cmd *raft_cmdpb.RaftCmdRequest) *raft_cmd
 	if err := p.checkSplit(split, region); err != nil {
 		return errResult(err).Resp
 	}
+	p.endLease(0) // the range changes
 	left := proto.Clone(region).(*metapb.Region)
 	right := proto.Clone(region).(*metapb.Region)
 	left.RegionEpoch.Version++

@@ -19,6 +19,7 @@ type Stats struct {
 	KVCommits       uint64 // kv-DB transactions of applied entries
 	KVCommitTime    time.Duration
 	EntriesApplied  uint64
+	LocalReads      uint64 // reads answered from a leader lease (lease.go)
 }
 
 // storeStats is the live form of Stats.
@@ -26,6 +27,7 @@ type storeStats struct {
 	rounds, readyPeers                  atomic.Uint64
 	raftSyncs, raftSyncNanos, entries   atomic.Uint64
 	kvCommits, kvCommitNanos, appliedEn atomic.Uint64
+	localReads                          atomic.Uint64
 }
 
 // Stats returns the store's raft worker counters.
@@ -43,5 +45,6 @@ func (s *Store) Stats() Stats {
 		KVCommits:       st.kvCommits.Load(),
 		KVCommitTime:    time.Duration(st.kvCommitNanos.Load()),
 		EntriesApplied:  st.appliedEn.Load(),
+		LocalReads:      st.localReads.Load(),
 	}
 }

@@ -51,8 +51,11 @@ type Store struct {
 	schedq  chan func(context.Context)
 	logGC   *logGCWorker
 	stats   storeStats
-	sendSem chan struct{} // bounds concurrent snapshot sends
-	recvSem chan struct{} // bounds concurrent snapshot receives
+	// readers and leaseDur serve reads from leader leases (lease.go).
+	readers  readDelegates
+	leaseDur time.Duration
+	sendSem  chan struct{} // bounds concurrent snapshot sends
+	recvSem  chan struct{} // bounds concurrent snapshot receives
 
 	// meta is what other goroutines may read about the peers.
 	meta struct {
@@ -111,6 +114,7 @@ func NewStore(cfg Config, engines *engine.Engines, trans Transport) (*Store, err
 		recvSem: make(chan struct{}, cfg.SnapMaxConcurrentReceives),
 		stopc:   make(chan struct{}),
 	}
+	s.leaseDur = cfg.leaseDuration()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.logGC = newLogGCWorker(s)
 	s.ticking = newStoreTicking()
@@ -153,6 +157,10 @@ func (s *Store) loadPeers() error {
 		p, err := newPeer(s, st.Region, meta)
 		if err != nil {
 			return err
+		}
+		if p.ps.raftState.HardState.Term > RaftInitLogTerm {
+			// It may have acknowledged a leader that still holds a lease.
+			p.noVotesUntil = time.Now().Add(time.Duration(s.cfg.RaftElectionTicks) * s.cfg.RaftBaseTickInterval)
 		}
 		s.addPeer(p)
 	}
@@ -369,6 +377,9 @@ func (s *Store) Propose(req *raft_cmdpb.RaftCmdRequest, cb Callback) error {
 // ctx done, ErrStoreStopped, ErrProposalUnknown. The caller must Close
 // res.Snap.
 func (s *Store) Execute(ctx context.Context, req *raft_cmdpb.RaftCmdRequest) (Result, error) {
+	if res, ok := s.localRead(req); ok {
+		return res, nil
+	}
 	w := &waiter{ch: make(chan Result, 1)}
 	if err := s.Propose(req, w.done); err != nil {
 		if errors.Is(err, ErrStoreStopped) {
@@ -410,6 +421,16 @@ func (w *waiter) release() {
 		res.Snap.Close()
 	default:
 	}
+}
+
+// Campaign makes the store's peer of a region start an election. It goes
+// through pre-vote, so followers that hear from a live leader refuse it;
+// tests use it to force elections at chosen moments.
+func (s *Store) Campaign(regionID uint64) error {
+	if err := s.router.Send(regionID, peerMsg{kind: peerMsgCampaign}); err != nil {
+		return &RegionNotFoundError{RegionID: regionID}
+	}
+	return nil
 }
 
 // OnRaftMessage hands a raft message from another store to its peer.

@@ -45,6 +45,7 @@ var usages = map[string]string{
 	"region-heartbeat-ticks":   "how often a leader reports its region to the scheduler, in ticks (default 100)",
 	"store-heartbeat-interval": "how often the store reports its statistics (default 10s)",
 	"raft-workers":             "raft worker goroutines (default 2)",
+	"disable-lease-read":       "answer every read through a ReadIndex round, never from the leader's lease",
 	"memtable-size":            "memtable size of each Badger DB (default 128MiB)",
 	"block-cache-size":         "block cache of the kv DB (default 256MiB)",
 }
@@ -138,6 +139,8 @@ func registerFlags(fs *flag.FlagSet, cfg *config.Config) map[string]int {
 			fs.StringVar(p, name, *p, usage)
 		case *int:
 			fs.IntVar(p, name, *p, usage)
+		case *bool:
+			fs.BoolVar(p, name, *p, usage)
 		case encoding.TextUnmarshaler:
 			fs.TextVar(p, name, v.Field(i).Interface().(encoding.TextMarshaler), usage)
 		default:

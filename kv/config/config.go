@@ -64,6 +64,9 @@ type Config struct {
 	StoreHeartbeatInterval Duration `toml:"store-heartbeat-interval"`
 	// RaftWorkers is the size of the raft worker pool.
 	RaftWorkers int `toml:"raft-workers"`
+	// DisableLeaseRead makes every read take a ReadIndex round instead of
+	// being answered from the leader's lease.
+	DisableLeaseRead bool `toml:"disable-lease-read"`
 
 	// MemTableSize and BlockCacheSize size each Badger DB (0: the engine's
 	// defaults, 128 MiB and 256 MiB).
@@ -175,6 +178,7 @@ func (cfg *Config) Raftstore() raftstore.Config {
 	setIf(&c.RegionHeartbeatTickTicks, cfg.RegionHeartbeatTicks)
 	setIf(&c.StoreHeartbeatInterval, cfg.StoreHeartbeatInterval.Duration)
 	setIf(&c.RaftWorkers, cfg.RaftWorkers)
+	c.DisableLeaseRead = cfg.DisableLeaseRead
 	return c
 }
 

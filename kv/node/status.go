@@ -159,6 +159,7 @@ var (
 	kvCommitDesc  = prometheus.NewDesc("regionkv_raftstore_kv_commits_total", "kv-DB transactions of applied entries.", nil, nil)
 	kvCommitSecs  = prometheus.NewDesc("regionkv_raftstore_kv_commit_seconds_total", "Time spent committing applied entries to the kv DB.", nil, nil)
 	appliedDesc   = prometheus.NewDesc("regionkv_raftstore_entries_applied_total", "Committed entries handed to apply.", nil, nil)
+	localReadDesc = prometheus.NewDesc("regionkv_raftstore_local_reads_total", "Reads answered from a leader lease, without a ReadIndex round.", nil, nil)
 )
 
 // storeCollector reads the raftstore's and the transport's counts at scrape
@@ -199,4 +200,5 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(kvCommitDesc, prometheus.CounterValue, float64(rs.KVCommits))
 	ch <- prometheus.MustNewConstMetric(kvCommitSecs, prometheus.CounterValue, rs.KVCommitTime.Seconds())
 	ch <- prometheus.MustNewConstMetric(appliedDesc, prometheus.CounterValue, float64(rs.EntriesApplied))
+	ch <- prometheus.MustNewConstMetric(localReadDesc, prometheus.CounterValue, float64(rs.LocalReads))
 }
