@@ -44,7 +44,7 @@ var usages = map[string]string{
 	"split-check-ticks":        "how often a leader measures its region, in ticks (default 100)",
 	"region-heartbeat-ticks":   "how often a leader reports its region to the scheduler, in ticks (default 100)",
 	"store-heartbeat-interval": "how often the store reports its statistics (default 10s)",
-	"raft-workers":             "raft worker goroutines (default 2)",
+	"raft-workers":             "raft worker goroutines (default: one per 4 CPUs, 1 to 8)",
 	"disable-lease-read":       "answer every read through a ReadIndex round, never from the leader's lease",
 	"memtable-size":            "memtable size of each Badger DB (default 128MiB)",
 	"block-cache-size":         "block cache of the kv DB (default 256MiB)",

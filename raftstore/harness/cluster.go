@@ -101,6 +101,9 @@ func New(t testing.TB, opts Options) *Cluster {
 	if opts.Config.RaftBaseTickInterval == 0 {
 		opts.Config.RaftBaseTickInterval = 20 * time.Millisecond
 	}
+	// Two workers per store, whatever the machine, so that the scenarios
+	// keep exercising peers moving between workers.
+	setIfZero(&opts.Config.RaftWorkers, 2)
 	setIfZero(&opts.Config.RegionHeartbeatTickTicks, 5)
 	setIfZero(&opts.Config.SplitCheckTickTicks, 10)
 	setIfZero(&opts.Config.StoreHeartbeatInterval, 200*time.Millisecond)
