@@ -28,6 +28,11 @@ type gcTask struct {
 // syncs the kv DB, so the RaftApplyState that truncated them (and the data
 // applied from them) is durable first: the log is never cut past a durable
 // applied index.
+//
+// It runs at most once per log-GC tick, so that one kv sync covers the
+// compactions of every region in that time: a sync per region would put
+// large fsyncs of the kv DB between the raft DB's small ones (with 16
+// regions, raft-DB fsyncs took twice as long).
 type logGCWorker struct {
 	s      *Store
 	mu     sync.Mutex
@@ -59,17 +64,27 @@ func (w *logGCWorker) run() {
 			return
 		case <-w.signal:
 		}
-		w.mu.Lock()
-		tasks := w.tasks
-		w.tasks = nil
-		w.mu.Unlock()
-		if err := w.s.engines.SyncKV(); err != nil {
-			fatalf("raft log gc: %v", err)
+		w.gc()
+		// Let the tasks of other regions gather.
+		select {
+		case <-w.s.stopc:
+			return
+		case <-time.After(time.Duration(w.s.cfg.RaftLogGCTickTicks) * w.s.cfg.RaftBaseTickInterval):
 		}
-		for _, t := range tasks {
-			if err := deleteRaftLog(w.s.engines, t.regionID, t.start, t.end); err != nil {
-				fatalf("raft log gc of region %d [%d, %d): %v", t.regionID, t.start, t.end, err)
-			}
+	}
+}
+
+func (w *logGCWorker) gc() {
+	w.mu.Lock()
+	tasks := w.tasks
+	w.tasks = nil
+	w.mu.Unlock()
+	if err := w.s.engines.SyncKV(); err != nil {
+		fatalf("raft log gc: %v", err)
+	}
+	for _, t := range tasks {
+		if err := deleteRaftLog(w.s.engines, t.regionID, t.start, t.end); err != nil {
+			fatalf("raft log gc of region %d [%d, %d): %v", t.regionID, t.start, t.end, err)
 		}
 	}
 }
