@@ -71,9 +71,21 @@ func (p *peer) collectReady(raftWB *engine.WriteBatch) bool {
 // quorum, and these are in the local log too, so a crash cannot leave the
 // applied index past the log.
 func (p *peer) applyEarly(w *kvWriter, done []appliedCallback) []appliedCallback {
+	n := p.earlyApplyCount()
+	if n == 0 {
+		return done
+	}
+	rd := &p.ready
+	p.appliedEarly = n
+	return p.applyEntries(w, rd.CommittedEntries[:n], done)
+}
+
+// earlyApplyCount is how many of the Ready's committed entries applyEarly
+// may apply.
+func (p *peer) earlyApplyCount() int {
 	rd := &p.ready
 	if !p.hasReady || p.dead || p.pendingSnap != nil || len(rd.CommittedEntries) == 0 {
-		return done
+		return 0
 	}
 	n := len(rd.CommittedEntries)
 	if len(rd.Entries) > 0 {
@@ -83,8 +95,7 @@ func (p *peer) applyEarly(w *kvWriter, done []appliedCallback) []appliedCallback
 			n++
 		}
 	}
-	p.appliedEarly = n
-	return p.applyEntries(w, rd.CommittedEntries[:n], done)
+	return n
 }
 
 // afterPersist is phase 2, run once the raft batch is durable.
