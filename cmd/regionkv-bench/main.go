@@ -22,6 +22,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -29,6 +30,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -68,6 +70,8 @@ type config struct {
 	progress     bool
 	jsonOut      bool
 	seed         uint64
+	conns        int
+	cpuProfile   string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -97,6 +101,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&cfg.progress, "progress", false, "print the progress line even when stderr is not a terminal")
 	fs.BoolVar(&cfg.jsonOut, "json", false, "print the report as JSON on stdout")
 	fs.Uint64Var(&cfg.seed, "seed", 0, "random seed (0: from the clock)")
+	fs.IntVar(&cfg.conns, "conns", 0, "gRPC connections per store (0: one per 16 clients, at least 2)")
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the benchmark process to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -129,6 +135,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("--zipf-s %v: must be > 1", c.zipfS)
 	case c.clients <= 0:
 		return fmt.Errorf("--clients must be positive")
+	case c.conns < 0 || c.conns > 64:
+		return fmt.Errorf("--conns %d: want 0 to 64", c.conns)
 	case c.count < 0, c.count == 0 && c.duration <= 0:
 		return fmt.Errorf("give a positive --duration or --count")
 	case c.warmup < 0:
@@ -167,7 +175,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cli, err := client.New(cctx, cfg.schedulerAddrs(), client.Options{
 		Timeout:             cfg.timeout,
 		RetryUnknownOutcome: cfg.retryUnknown,
-		ConnsPerStore:       max(2, cfg.clients/16),
+		ConnsPerStore:       cmp.Or(cfg.conns, max(2, cfg.clients/16)),
 	})
 	cancel()
 	if err != nil {
@@ -176,6 +184,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer cli.Close()
 
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "regionkv-bench: cpu profile:", err)
+			return 1
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	b := newBench(cfg, cli, stderr)
 	if cfg.preload {
 		if err := b.preload(ctx); err != nil {
