@@ -41,7 +41,10 @@ import (
 //     election timeout (voteAllowed).
 //
 // Ticks are counted on each store's monotonic clock; the margin covers the
-// rate drift between machines, not a clock that jumps.
+// rate drift between machines, not a clock that jumps. The argument assumes
+// every store has the same tick interval and election ticks: a store
+// configured with a shorter election timeout than the leader's would vote
+// inside the leader's lease.
 
 // readDelegate is what a leader publishes for local reads; immutable.
 type readDelegate struct {
