@@ -30,8 +30,13 @@ import (
 //
 // What would break the argument, and what is done about it:
 //   - A leader transfer: MsgTimeoutNow makes the target campaign past the
-//     followers' lease. The lease ends when a transfer starts and is not
-//     renewed from anything before two election timeouts later.
+//     followers' lease. The lease ends when a transfer starts and whenever a
+//     MsgTimeoutNow goes out, is not renewed while a transfer is pending,
+//     nor from anything sent before two election timeouts later.
+//   - A split committed here but not yet applied may be applied on the
+//     other stores, whose new region then elects a leader and takes writes
+//     for keys in this peer's old range: the lease ends when the leader
+//     proposes a split and does not renew until the split is answered.
 //   - Membership changes and splits change which quorums exist or which
 //     keys the region holds: the lease ends when one applies and renews only
 //     from things proposed after it.
@@ -84,9 +89,9 @@ func (r *readDelegates) set(regionID uint64, d *readDelegate) {
 // lease, or 0 (no local reads) when the election timeout leaves no room.
 func (c *Config) leaseDuration() time.Duration {
 	// Ticks generated before the acknowledgement that a follower may still
-	// count after it: up to maxTicksPerRound in its round, and one that
-	// waited in the store ticker's channel.
-	ticks := c.RaftElectionTicks - maxTicksPerRound - 2
+	// count after it: up to maxTicksPerRound in its round, the one the store
+	// ticker is handing out, and one waiting in the ticker's channel.
+	ticks := c.RaftElectionTicks - maxTicksPerRound - 3
 	if ticks <= 0 || c.DisableLeaseRead {
 		return 0
 	}
@@ -107,14 +112,19 @@ type leaderLease struct {
 	since time.Time
 	// appliedTerm is the term of the last applied entry.
 	appliedTerm uint64
-	published   *readDelegate
+	// splits counts this leader's split proposals not yet answered: while
+	// one may be committed but not applied, another region may already own
+	// part of this one's range elsewhere.
+	splits    int
+	published *readDelegate
 }
 
 // renewLease extends the lease to at + leaseDuration: a quorum acknowledged
 // something this leader sent after at.
 func (p *peer) renewLease(at time.Time) {
 	d := p.store.leaseDur
-	if d == 0 || !p.isLeader || at.IsZero() || at.Before(p.lease.notBefore) {
+	if d == 0 || !p.isLeader || at.IsZero() || at.Before(p.lease.notBefore) || p.lease.splits > 0 ||
+		p.rn.BasicStatus().LeadTransferee != 0 {
 		return
 	}
 	if u := at.Add(d); u.After(p.lease.until) {
@@ -145,7 +155,7 @@ func (p *peer) publishLease() {
 		return
 	}
 	st := p.rn.BasicStatus()
-	ok := p.isLeader && !p.dead && !p.pendingDestroy && st.LeadTransferee == 0 &&
+	ok := p.isLeader && !p.dead && !p.pendingDestroy && st.LeadTransferee == 0 && p.lease.splits == 0 &&
 		p.lease.term == st.Term && p.lease.appliedTerm == st.Term && time.Now().Before(p.lease.until)
 	if !ok {
 		if p.lease.published != nil {
@@ -162,6 +172,25 @@ func (p *peer) publishLease() {
 	d := &readDelegate{region: region, peer: p.meta, term: st.Term, until: p.lease.until}
 	p.lease.published = d
 	p.store.readers.set(p.regionID(), d)
+}
+
+// leaseSplitting ends the lease for a split this leader proposes and keeps
+// it from renewing until the split's answer (applied, refused or lost): a
+// split committed but not yet applied here may be applied on the other
+// stores, whose new region can elect a leader and take writes for keys this
+// peer would still read. It returns the callback to propose with.
+func (p *peer) leaseSplitting(cb Callback) Callback {
+	p.endLease(0)
+	p.lease.splits++
+	term := p.lease.term
+	return func(res Result) {
+		// Callbacks run on the worker that owns the peer.
+		if p.lease.term == term && p.lease.splits > 0 {
+			p.lease.splits--
+		}
+		p.endLease(0) // anything acknowledged before now predates the split
+		cb(res)
+	}
 }
 
 // transferHoldOff: after a leader transfer starts, acknowledgements renew
@@ -220,6 +249,14 @@ func (s *Store) localRead(req *raft_cmdpb.RaftCmdRequest) (Result, bool) {
 			Snap:    &raft_cmdpb.SnapResponse{Region: d.region},
 		})
 	}
+	// Take the snapshot, then check that the lease still held: a snapshot
+	// taken after it ended (this goroutine may sleep between the first check
+	// and here) could miss another leader's writes.
+	snap := NewRegionSnapshot(s.engines.KV, d.region)
+	if !time.Now().Before(d.until) || s.readers.get(h.RegionId) != d {
+		snap.Close()
+		return Result{}, false
+	}
 	s.stats.localReads.Add(1)
-	return Result{Resp: resp, Snap: NewRegionSnapshot(s.engines.KV, d.region)}, true
+	return Result{Resp: resp, Snap: snap}, true
 }

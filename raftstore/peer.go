@@ -305,7 +305,9 @@ func (p *peer) validateRaftMessage(msg *rspb.RaftMessage) error {
 			return fmt.Errorf("heartbeat commit %d beyond last index %d", m.Commit, p.ps.raftState.LastIndex)
 		}
 	case raftpb.MsgAppResp, raftpb.MsgVote, raftpb.MsgVoteResp, raftpb.MsgPreVote, raftpb.MsgPreVoteResp,
-		raftpb.MsgHeartbeatResp, raftpb.MsgTimeoutNow, raftpb.MsgTransferLeader:
+		raftpb.MsgHeartbeatResp, raftpb.MsgTimeoutNow:
+		// MsgTransferLeader is not accepted from the network: regionkv starts
+		// transfers on the leader itself, where the lease is ended first.
 	case raftpb.MsgReadIndex, raftpb.MsgReadIndexResp:
 		if m.Type == raftpb.MsgReadIndex {
 			return nil // forwarded reads carry term 0, like proposals
@@ -378,6 +380,7 @@ func (p *peer) onCommand(req *raft_cmdpb.RaftCmdRequest, cb Callback) {
 				cb(errResult(err))
 				return
 			}
+			cb = p.leaseSplitting(cb)
 		case raft_cmdpb.AdminCmdType_CompactLog:
 		default:
 			cb(errResult(fmt.Errorf("admin command %v is not supported", req.AdminRequest.CmdType)))
@@ -632,6 +635,10 @@ func (p *peer) send(msgs []raftpb.Message) {
 	region := p.region()
 	for i := range msgs {
 		m := &msgs[i]
+		if m.Type == raftpb.MsgTimeoutNow {
+			// Its election ignores the followers' lease.
+			p.endLease(p.transferHoldOff())
+		}
 		to := p.peerCache[m.To]
 		if to == nil {
 			p.log.Warn("no address for raft message", "to", m.To, "type", m.Type)

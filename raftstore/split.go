@@ -148,6 +148,10 @@ func (p *peer) replaceBySplit(region *metapb.Region, campaign bool) {
 		return // initialized meanwhile by a snapshot, which is newer
 	}
 	s := p.store
+	// The uninitialized peer may have answered the new region's leader
+	// (heartbeats, ReadIndex rounds); its successor must not vote inside
+	// that leader's lease (lease.go).
+	heardLeader := p.rn.BasicStatus().Lead != 0
 	p.dead = true
 	p.stop(ErrPeerDestroyed)
 	queued := s.router.Close(p.regionID())
@@ -156,6 +160,9 @@ func (p *peer) replaceBySplit(region *metapb.Region, campaign bool) {
 	np, err := newPeer(s, region, meta)
 	if err != nil {
 		fatalf("create split peer of region %d: %v", region.Id, err)
+	}
+	if heardLeader {
+		np.noVotesUntil = time.Now().Add(time.Duration(s.cfg.RaftElectionTicks) * s.cfg.RaftBaseTickInterval)
 	}
 	if err := s.router.Register(region.Id, np); err != nil {
 		fatalf("register split peer of region %d: %v", region.Id, err)

@@ -423,9 +423,11 @@ func (w *waiter) release() {
 	}
 }
 
-// Campaign makes the store's peer of a region start an election. It goes
-// through pre-vote, so followers that hear from a live leader refuse it;
-// tests use it to force elections at chosen moments.
+// Campaign makes the store's peer of a region start an election, for tests
+// and fault injection. It goes through pre-vote, so followers that hear from
+// a live leader refuse it; but the campaigning peer's own vote counts, so
+// with a partition it can elect a leader while the old one still holds a
+// lease (lease.go). Do not use it on a cluster that serves reads.
 func (s *Store) Campaign(regionID uint64) error {
 	if err := s.router.Send(regionID, peerMsg{kind: peerMsgCampaign}); err != nil {
 		return &RegionNotFoundError{RegionID: regionID}
