@@ -140,12 +140,19 @@ func (c *Client) attempt(ctx context.Context, req *request, loc location, bo *ba
 	}
 	rctx := &kvrpcpb.Context{RegionId: loc.region.Id, RegionEpoch: loc.region.RegionEpoch, Peer: loc.peer}
 	actx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
+	attemptDeadline, _ := actx.Deadline()
 	regionErr, msg, err := req.send(actx, kv, rctx, loc)
 	cancel()
 	switch {
 	case errors.Is(err, errRelocate):
 		return -1, err
 	case err != nil:
+		if d, ok := ctx.Deadline(); ok && !d.After(attemptDeadline) && status.Code(err) == codes.DeadlineExceeded {
+			// The store enforces the caller's deadline too (gRPC sends it
+			// along) and may end the call a moment before ctx's own timer
+			// fires: let ctx catch up, so the error says whose deadline it was.
+			<-ctx.Done()
+		}
 		return c.rpcFailed(ctx, req, loc, addr, err, bo, ambiguous)
 	case regionErr != nil:
 		return c.regionFailed(req, loc, regionErr, bo)
