@@ -86,6 +86,11 @@ type Config struct {
 	FailPoint func(name string) bool
 }
 
+// electionTimeout is the (unrandomized) election timeout as a duration.
+func (c *Config) electionTimeout() time.Duration {
+	return time.Duration(c.RaftElectionTicks) * c.RaftBaseTickInterval
+}
+
 // DefaultConfig returns the production defaults (DESIGN §8).
 func DefaultConfig() Config {
 	return Config{

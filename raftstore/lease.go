@@ -90,7 +90,8 @@ func (r *readDelegates) set(regionID uint64, d *readDelegate) {
 func (c *Config) leaseDuration() time.Duration {
 	// Ticks generated before the acknowledgement that a follower may still
 	// count after it: up to maxTicksPerRound in its round, the one the store
-	// ticker is handing out, and one waiting in the ticker's channel.
+	// ticker is handing out and one waiting in the ticker's channel; and
+	// one more because the first tick after it may come at once.
 	ticks := c.RaftElectionTicks - maxTicksPerRound - 3
 	if ticks <= 0 || c.DisableLeaseRead {
 		return 0
@@ -197,7 +198,14 @@ func (p *peer) leaseSplitting(cb Callback) Callback {
 // the lease only for things sent this much later, past any MsgTimeoutNow
 // still in flight.
 func (p *peer) transferHoldOff() time.Duration {
-	return 2 * time.Duration(p.store.cfg.RaftElectionTicks) * p.store.cfg.RaftBaseTickInterval
+	return 2 * p.store.cfg.electionTimeout()
+}
+
+// holdVotes makes a peer that may have acknowledged a leader, but forgot it
+// (loaded from disk, or created in place of one), refuse votes for an
+// election timeout (voteAllowed).
+func (p *peer) holdVotes() {
+	p.noVotesUntil = time.Now().Add(p.store.cfg.electionTimeout())
 }
 
 // voteAllowed reports whether a vote request may reach raft. A peer loaded

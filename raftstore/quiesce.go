@@ -139,7 +139,7 @@ func (s *Store) runTicker() {
 	t := time.NewTicker(s.cfg.RaftBaseTickInterval)
 	defer t.Stop()
 	heartbeat := time.Duration(s.cfg.RaftHeartbeatTicks) * s.cfg.RaftBaseTickInterval
-	election := time.Duration(s.cfg.RaftElectionTicks) * s.cfg.RaftBaseTickInterval
+	election := s.cfg.electionTimeout()
 	var lastPing time.Time
 	for tick := 1; ; tick++ {
 		select {

@@ -162,7 +162,7 @@ func (p *peer) replaceBySplit(region *metapb.Region, campaign bool) {
 		fatalf("create split peer of region %d: %v", region.Id, err)
 	}
 	if heardLeader {
-		np.noVotesUntil = time.Now().Add(time.Duration(s.cfg.RaftElectionTicks) * s.cfg.RaftBaseTickInterval)
+		np.holdVotes()
 	}
 	if err := s.router.Register(region.Id, np); err != nil {
 		fatalf("register split peer of region %d: %v", region.Id, err)

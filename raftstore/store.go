@@ -160,7 +160,7 @@ func (s *Store) loadPeers() error {
 		}
 		if p.ps.raftState.HardState.Term > RaftInitLogTerm {
 			// It may have acknowledged a leader that still holds a lease.
-			p.noVotesUntil = time.Now().Add(time.Duration(s.cfg.RaftElectionTicks) * s.cfg.RaftBaseTickInterval)
+			p.holdVotes()
 		}
 		s.addPeer(p)
 	}
