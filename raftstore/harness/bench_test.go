@@ -45,7 +45,7 @@ func BenchmarkGet3Peers(b *testing.B) {
 				c.MustGet([]byte("key"))
 				b.ResetTimer()
 				runParallel(b, clients, func() {
-					snap := benchExec(b, c, &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Snap, Snap: &raft_cmdpb.SnapRequest{}}).Snap
+					snap := benchExec(b, c, snapReq).Snap
 					if _, _, err := snap.Get("", []byte("key")); err != nil {
 						b.Error(err)
 					}

@@ -8,15 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 	"github.com/regionkv/regionkv/raftstore"
 )
-
-var snapReq = &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Snap, Snap: &raft_cmdpb.SnapRequest{}}
-
-func putReq(key, value string) *raft_cmdpb.Request {
-	return &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Put, Put: &raft_cmdpb.PutRequest{Key: []byte(key), Value: []byte(value)}}
-}
 
 // readOn reads key on one store's peer of region 1; ok is false when the
 // store did not serve the read.

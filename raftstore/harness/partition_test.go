@@ -26,6 +26,12 @@ func execOn(t *testing.T, c *Cluster, storeID uint64, timeout time.Duration, req
 	})
 }
 
+var snapReq = &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Snap, Snap: &raft_cmdpb.SnapRequest{}}
+
+func putReq(key, value string) *raft_cmdpb.Request {
+	return &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Put, Put: &raft_cmdpb.PutRequest{Key: []byte(key), Value: []byte(value)}}
+}
+
 // TestOnePartition: the leader and one follower are cut off from the other
 // three stores. The majority elects a leader and keeps serving; the minority
 // never applies the majority's writes, never serves a read (which would be
@@ -58,9 +64,7 @@ func TestOnePartition(t *testing.T) {
 	}
 	stuck := make(chan answer, 1)
 	go func() {
-		res, err := execOn(t, c, old.StoreID, 20*time.Second, &raft_cmdpb.Request{
-			CmdType: raft_cmdpb.CmdType_Put, Put: &raft_cmdpb.PutRequest{Key: []byte("lost"), Value: []byte("x")},
-		})
+		res, err := execOn(t, c, old.StoreID, 20*time.Second, putReq("lost", "x"))
 		stuck <- answer{res, err}
 	}()
 
@@ -75,7 +79,7 @@ func TestOnePartition(t *testing.T) {
 			t.Errorf("minority store %d applied k2 during the partition", id)
 		}
 		// A read on the minority must fail: serving it would return v0.
-		res, err := execOn(t, c, id, time.Second, &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Snap, Snap: &raft_cmdpb.SnapRequest{}})
+		res, err := execOn(t, c, id, time.Second, snapReq)
 		if err == nil && res.RegionError() == nil {
 			v, _, _ := res.Snap.Get("", []byte("k"))
 			res.Snap.Close()
