@@ -61,6 +61,7 @@ type Engines struct {
 	Dir  string
 
 	raftSync *walSyncer
+	advisor  *advisor
 }
 
 // Open opens (creating if needed) the raft and kv DBs under dir.
@@ -81,7 +82,8 @@ func Open(dir string, opts Options) (*Engines, error) {
 		raftDB.Close()
 		return nil, fmt.Errorf("engine: open kv db %s: %w", kvPath, err)
 	}
-	return &Engines{Raft: raftDB, KV: kvDB, Dir: dir, raftSync: newWALSyncer(raftPath)}, nil
+	return &Engines{Raft: raftDB, KV: kvDB, Dir: dir, raftSync: newWALSyncer(raftPath),
+		advisor: startAdvisor(raftPath, kvPath)}, nil
 }
 
 func badgerOptions(path string, opts Options, raft bool) badger.Options {
@@ -112,6 +114,7 @@ func badgerOptions(path string, opts Options, raft bool) badger.Options {
 
 // Close closes both DBs.
 func (e *Engines) Close() error {
+	e.advisor.close()
 	e.raftSync.close()
 	return errors.Join(e.Raft.Close(), e.KV.Close())
 }
