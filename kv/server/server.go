@@ -77,6 +77,8 @@ type Server struct {
 	// streamsStopped is closed by StopStreams.
 	streamsStopped  chan struct{}
 	stopStreamsOnce sync.Once
+	// batchWork hands BatchCommands requests to idle workers (batch.go).
+	batchWork chan func()
 }
 
 var (
@@ -98,6 +100,7 @@ func NewServer(store Store, opts Options) *Server {
 		health: health.NewServer(),
 
 		streamsStopped: make(chan struct{}),
+		batchWork:      make(chan func()),
 	}
 	s.SetServing(true)
 	return s

@@ -77,10 +77,12 @@ func (s *Server) Raft(stream kvpb.Kv_RaftServer) error {
 }
 
 // StopStreams ends every Raft stream, now and later, with Unavailable: the
-// senders' transports see the store unreachable. A store shutting down calls
-// it before grpc.Server.GracefulStop, which would otherwise wait for the
-// other stores to close their long-lived streams. Client requests are not
-// affected. It is idempotent.
+// senders' transports see the store unreachable. BatchCommands streams stop
+// reading, answer what they have read and end the same way. A store
+// shutting down calls it before grpc.Server.GracefulStop, which would
+// otherwise wait for the other stores and the clients to close their
+// long-lived streams. Unary client requests are not affected. It is
+// idempotent.
 func (s *Server) StopStreams() {
 	s.stopStreamsOnce.Do(func() { close(s.streamsStopped) })
 }

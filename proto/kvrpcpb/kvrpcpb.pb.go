@@ -1177,6 +1177,364 @@ func (m *RawScanResponse) GetKvs() []*KvPair {
 	return nil
 }
 
+// BatchCommandsRequest carries many single-key requests in one message of
+// the Kv.BatchCommands stream, so that concurrent callers share gRPC's
+// per-call work (frames, headers, a socket write each way). Each request is
+// answered on its own, in whatever order they finish, by a response with
+// the same id.
+type BatchCommandsRequest struct {
+	Requests             []*BatchCommandsRequest_Request `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	XXX_NoUnkeyedLiteral struct{}                        `json:"-"`
+	XXX_unrecognized     []byte                          `json:"-"`
+	XXX_sizecache        int32                           `json:"-"`
+}
+
+func (m *BatchCommandsRequest) Reset()         { *m = BatchCommandsRequest{} }
+func (m *BatchCommandsRequest) String() string { return proto.CompactTextString(m) }
+func (*BatchCommandsRequest) ProtoMessage()    {}
+func (*BatchCommandsRequest) Descriptor() ([]byte, []int) {
+	return fileDescriptor_923b66e4fe35a41e, []int{18}
+}
+func (m *BatchCommandsRequest) XXX_Unmarshal(b []byte) error {
+	return m.Unmarshal(b)
+}
+func (m *BatchCommandsRequest) XXX_Marshal(b []byte, deterministic bool) ([]byte, error) {
+	if deterministic {
+		return xxx_messageInfo_BatchCommandsRequest.Marshal(b, m, deterministic)
+	} else {
+		b = b[:cap(b)]
+		n, err := m.MarshalToSizedBuffer(b)
+		if err != nil {
+			return nil, err
+		}
+		return b[:n], nil
+	}
+}
+func (m *BatchCommandsRequest) XXX_Merge(src proto.Message) {
+	xxx_messageInfo_BatchCommandsRequest.Merge(m, src)
+}
+func (m *BatchCommandsRequest) XXX_Size() int {
+	return m.Size()
+}
+func (m *BatchCommandsRequest) XXX_DiscardUnknown() {
+	xxx_messageInfo_BatchCommandsRequest.DiscardUnknown(m)
+}
+
+var xxx_messageInfo_BatchCommandsRequest proto.InternalMessageInfo
+
+func (m *BatchCommandsRequest) GetRequests() []*BatchCommandsRequest_Request {
+	if m != nil {
+		return m.Requests
+	}
+	return nil
+}
+
+type BatchCommandsRequest_Request struct {
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// timeout_us bounds the store's work on the request, as a unary call's
+	// deadline does; 0 means none.
+	TimeoutUs uint64 `protobuf:"varint,2,opt,name=timeout_us,json=timeoutUs,proto3" json:"timeout_us,omitempty"`
+	// Types that are valid to be assigned to Cmd:
+	//
+	//	*BatchCommandsRequest_Request_Get
+	//	*BatchCommandsRequest_Request_Put
+	//	*BatchCommandsRequest_Request_Delete
+	Cmd                  isBatchCommandsRequest_Request_Cmd `protobuf_oneof:"cmd"`
+	XXX_NoUnkeyedLiteral struct{}                           `json:"-"`
+	XXX_unrecognized     []byte                             `json:"-"`
+	XXX_sizecache        int32                              `json:"-"`
+}
+
+func (m *BatchCommandsRequest_Request) Reset()         { *m = BatchCommandsRequest_Request{} }
+func (m *BatchCommandsRequest_Request) String() string { return proto.CompactTextString(m) }
+func (*BatchCommandsRequest_Request) ProtoMessage()    {}
+func (*BatchCommandsRequest_Request) Descriptor() ([]byte, []int) {
+	return fileDescriptor_923b66e4fe35a41e, []int{18, 0}
+}
+func (m *BatchCommandsRequest_Request) XXX_Unmarshal(b []byte) error {
+	return m.Unmarshal(b)
+}
+func (m *BatchCommandsRequest_Request) XXX_Marshal(b []byte, deterministic bool) ([]byte, error) {
+	if deterministic {
+		return xxx_messageInfo_BatchCommandsRequest_Request.Marshal(b, m, deterministic)
+	} else {
+		b = b[:cap(b)]
+		n, err := m.MarshalToSizedBuffer(b)
+		if err != nil {
+			return nil, err
+		}
+		return b[:n], nil
+	}
+}
+func (m *BatchCommandsRequest_Request) XXX_Merge(src proto.Message) {
+	xxx_messageInfo_BatchCommandsRequest_Request.Merge(m, src)
+}
+func (m *BatchCommandsRequest_Request) XXX_Size() int {
+	return m.Size()
+}
+func (m *BatchCommandsRequest_Request) XXX_DiscardUnknown() {
+	xxx_messageInfo_BatchCommandsRequest_Request.DiscardUnknown(m)
+}
+
+var xxx_messageInfo_BatchCommandsRequest_Request proto.InternalMessageInfo
+
+type isBatchCommandsRequest_Request_Cmd interface {
+	isBatchCommandsRequest_Request_Cmd()
+	MarshalTo([]byte) (int, error)
+	Size() int
+}
+
+type BatchCommandsRequest_Request_Get struct {
+	Get *RawGetRequest `protobuf:"bytes,3,opt,name=get,proto3,oneof" json:"get,omitempty"`
+}
+type BatchCommandsRequest_Request_Put struct {
+	Put *RawPutRequest `protobuf:"bytes,4,opt,name=put,proto3,oneof" json:"put,omitempty"`
+}
+type BatchCommandsRequest_Request_Delete struct {
+	Delete *RawDeleteRequest `protobuf:"bytes,5,opt,name=delete,proto3,oneof" json:"delete,omitempty"`
+}
+
+func (*BatchCommandsRequest_Request_Get) isBatchCommandsRequest_Request_Cmd()    {}
+func (*BatchCommandsRequest_Request_Put) isBatchCommandsRequest_Request_Cmd()    {}
+func (*BatchCommandsRequest_Request_Delete) isBatchCommandsRequest_Request_Cmd() {}
+
+func (m *BatchCommandsRequest_Request) GetCmd() isBatchCommandsRequest_Request_Cmd {
+	if m != nil {
+		return m.Cmd
+	}
+	return nil
+}
+
+func (m *BatchCommandsRequest_Request) GetId() uint64 {
+	if m != nil {
+		return m.Id
+	}
+	return 0
+}
+
+func (m *BatchCommandsRequest_Request) GetTimeoutUs() uint64 {
+	if m != nil {
+		return m.TimeoutUs
+	}
+	return 0
+}
+
+func (m *BatchCommandsRequest_Request) GetGet() *RawGetRequest {
+	if x, ok := m.GetCmd().(*BatchCommandsRequest_Request_Get); ok {
+		return x.Get
+	}
+	return nil
+}
+
+func (m *BatchCommandsRequest_Request) GetPut() *RawPutRequest {
+	if x, ok := m.GetCmd().(*BatchCommandsRequest_Request_Put); ok {
+		return x.Put
+	}
+	return nil
+}
+
+func (m *BatchCommandsRequest_Request) GetDelete() *RawDeleteRequest {
+	if x, ok := m.GetCmd().(*BatchCommandsRequest_Request_Delete); ok {
+		return x.Delete
+	}
+	return nil
+}
+
+// XXX_OneofWrappers is for the internal use of the proto package.
+func (*BatchCommandsRequest_Request) XXX_OneofWrappers() []interface{} {
+	return []interface{}{
+		(*BatchCommandsRequest_Request_Get)(nil),
+		(*BatchCommandsRequest_Request_Put)(nil),
+		(*BatchCommandsRequest_Request_Delete)(nil),
+	}
+}
+
+type BatchCommandsResponse struct {
+	Responses []*BatchCommandsResponse_Response `protobuf:"bytes,1,rep,name=responses,proto3" json:"responses,omitempty"`
+	// closing, on the last message of a stream the store ends (it is
+	// stopping): every request it read has been answered, and a request
+	// without an answer was not run.
+	Closing              bool     `protobuf:"varint,2,opt,name=closing,proto3" json:"closing,omitempty"`
+	XXX_NoUnkeyedLiteral struct{} `json:"-"`
+	XXX_unrecognized     []byte   `json:"-"`
+	XXX_sizecache        int32    `json:"-"`
+}
+
+func (m *BatchCommandsResponse) Reset()         { *m = BatchCommandsResponse{} }
+func (m *BatchCommandsResponse) String() string { return proto.CompactTextString(m) }
+func (*BatchCommandsResponse) ProtoMessage()    {}
+func (*BatchCommandsResponse) Descriptor() ([]byte, []int) {
+	return fileDescriptor_923b66e4fe35a41e, []int{19}
+}
+func (m *BatchCommandsResponse) XXX_Unmarshal(b []byte) error {
+	return m.Unmarshal(b)
+}
+func (m *BatchCommandsResponse) XXX_Marshal(b []byte, deterministic bool) ([]byte, error) {
+	if deterministic {
+		return xxx_messageInfo_BatchCommandsResponse.Marshal(b, m, deterministic)
+	} else {
+		b = b[:cap(b)]
+		n, err := m.MarshalToSizedBuffer(b)
+		if err != nil {
+			return nil, err
+		}
+		return b[:n], nil
+	}
+}
+func (m *BatchCommandsResponse) XXX_Merge(src proto.Message) {
+	xxx_messageInfo_BatchCommandsResponse.Merge(m, src)
+}
+func (m *BatchCommandsResponse) XXX_Size() int {
+	return m.Size()
+}
+func (m *BatchCommandsResponse) XXX_DiscardUnknown() {
+	xxx_messageInfo_BatchCommandsResponse.DiscardUnknown(m)
+}
+
+var xxx_messageInfo_BatchCommandsResponse proto.InternalMessageInfo
+
+func (m *BatchCommandsResponse) GetResponses() []*BatchCommandsResponse_Response {
+	if m != nil {
+		return m.Responses
+	}
+	return nil
+}
+
+func (m *BatchCommandsResponse) GetClosing() bool {
+	if m != nil {
+		return m.Closing
+	}
+	return false
+}
+
+type BatchCommandsResponse_Response struct {
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// code and message are the gRPC status the unary call would have ended
+	// with; code 0 (OK) comes with the response in cmd.
+	Code    uint32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// Types that are valid to be assigned to Cmd:
+	//
+	//	*BatchCommandsResponse_Response_Get
+	//	*BatchCommandsResponse_Response_Put
+	//	*BatchCommandsResponse_Response_Delete
+	Cmd                  isBatchCommandsResponse_Response_Cmd `protobuf_oneof:"cmd"`
+	XXX_NoUnkeyedLiteral struct{}                             `json:"-"`
+	XXX_unrecognized     []byte                               `json:"-"`
+	XXX_sizecache        int32                                `json:"-"`
+}
+
+func (m *BatchCommandsResponse_Response) Reset()         { *m = BatchCommandsResponse_Response{} }
+func (m *BatchCommandsResponse_Response) String() string { return proto.CompactTextString(m) }
+func (*BatchCommandsResponse_Response) ProtoMessage()    {}
+func (*BatchCommandsResponse_Response) Descriptor() ([]byte, []int) {
+	return fileDescriptor_923b66e4fe35a41e, []int{19, 0}
+}
+func (m *BatchCommandsResponse_Response) XXX_Unmarshal(b []byte) error {
+	return m.Unmarshal(b)
+}
+func (m *BatchCommandsResponse_Response) XXX_Marshal(b []byte, deterministic bool) ([]byte, error) {
+	if deterministic {
+		return xxx_messageInfo_BatchCommandsResponse_Response.Marshal(b, m, deterministic)
+	} else {
+		b = b[:cap(b)]
+		n, err := m.MarshalToSizedBuffer(b)
+		if err != nil {
+			return nil, err
+		}
+		return b[:n], nil
+	}
+}
+func (m *BatchCommandsResponse_Response) XXX_Merge(src proto.Message) {
+	xxx_messageInfo_BatchCommandsResponse_Response.Merge(m, src)
+}
+func (m *BatchCommandsResponse_Response) XXX_Size() int {
+	return m.Size()
+}
+func (m *BatchCommandsResponse_Response) XXX_DiscardUnknown() {
+	xxx_messageInfo_BatchCommandsResponse_Response.DiscardUnknown(m)
+}
+
+var xxx_messageInfo_BatchCommandsResponse_Response proto.InternalMessageInfo
+
+type isBatchCommandsResponse_Response_Cmd interface {
+	isBatchCommandsResponse_Response_Cmd()
+	MarshalTo([]byte) (int, error)
+	Size() int
+}
+
+type BatchCommandsResponse_Response_Get struct {
+	Get *RawGetResponse `protobuf:"bytes,4,opt,name=get,proto3,oneof" json:"get,omitempty"`
+}
+type BatchCommandsResponse_Response_Put struct {
+	Put *RawPutResponse `protobuf:"bytes,5,opt,name=put,proto3,oneof" json:"put,omitempty"`
+}
+type BatchCommandsResponse_Response_Delete struct {
+	Delete *RawDeleteResponse `protobuf:"bytes,6,opt,name=delete,proto3,oneof" json:"delete,omitempty"`
+}
+
+func (*BatchCommandsResponse_Response_Get) isBatchCommandsResponse_Response_Cmd()    {}
+func (*BatchCommandsResponse_Response_Put) isBatchCommandsResponse_Response_Cmd()    {}
+func (*BatchCommandsResponse_Response_Delete) isBatchCommandsResponse_Response_Cmd() {}
+
+func (m *BatchCommandsResponse_Response) GetCmd() isBatchCommandsResponse_Response_Cmd {
+	if m != nil {
+		return m.Cmd
+	}
+	return nil
+}
+
+func (m *BatchCommandsResponse_Response) GetId() uint64 {
+	if m != nil {
+		return m.Id
+	}
+	return 0
+}
+
+func (m *BatchCommandsResponse_Response) GetCode() uint32 {
+	if m != nil {
+		return m.Code
+	}
+	return 0
+}
+
+func (m *BatchCommandsResponse_Response) GetMessage() string {
+	if m != nil {
+		return m.Message
+	}
+	return ""
+}
+
+func (m *BatchCommandsResponse_Response) GetGet() *RawGetResponse {
+	if x, ok := m.GetCmd().(*BatchCommandsResponse_Response_Get); ok {
+		return x.Get
+	}
+	return nil
+}
+
+func (m *BatchCommandsResponse_Response) GetPut() *RawPutResponse {
+	if x, ok := m.GetCmd().(*BatchCommandsResponse_Response_Put); ok {
+		return x.Put
+	}
+	return nil
+}
+
+func (m *BatchCommandsResponse_Response) GetDelete() *RawDeleteResponse {
+	if x, ok := m.GetCmd().(*BatchCommandsResponse_Response_Delete); ok {
+		return x.Delete
+	}
+	return nil
+}
+
+// XXX_OneofWrappers is for the internal use of the proto package.
+func (*BatchCommandsResponse_Response) XXX_OneofWrappers() []interface{} {
+	return []interface{}{
+		(*BatchCommandsResponse_Response_Get)(nil),
+		(*BatchCommandsResponse_Response_Put)(nil),
+		(*BatchCommandsResponse_Response_Delete)(nil),
+	}
+}
+
 func init() {
 	proto.RegisterType((*Context)(nil), "regionkv.kvrpcpb.Context")
 	proto.RegisterType((*KvPair)(nil), "regionkv.kvrpcpb.KvPair")
@@ -1196,53 +1554,72 @@ func init() {
 	proto.RegisterType((*RawDeleteRangeResponse)(nil), "regionkv.kvrpcpb.RawDeleteRangeResponse")
 	proto.RegisterType((*RawScanRequest)(nil), "regionkv.kvrpcpb.RawScanRequest")
 	proto.RegisterType((*RawScanResponse)(nil), "regionkv.kvrpcpb.RawScanResponse")
+	proto.RegisterType((*BatchCommandsRequest)(nil), "regionkv.kvrpcpb.BatchCommandsRequest")
+	proto.RegisterType((*BatchCommandsRequest_Request)(nil), "regionkv.kvrpcpb.BatchCommandsRequest.Request")
+	proto.RegisterType((*BatchCommandsResponse)(nil), "regionkv.kvrpcpb.BatchCommandsResponse")
+	proto.RegisterType((*BatchCommandsResponse_Response)(nil), "regionkv.kvrpcpb.BatchCommandsResponse.Response")
 }
 
 func init() { proto.RegisterFile("regionkv/kvrpcpb.proto", fileDescriptor_923b66e4fe35a41e) }
 
 var fileDescriptor_923b66e4fe35a41e = []byte{
-	// 652 bytes of a gzipped FileDescriptorProto
-	0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xff, 0xb4, 0x96, 0x4d, 0x6f, 0xd3, 0x4c,
-	0x10, 0xc7, 0x9f, 0xb5, 0xf3, 0xd6, 0x49, 0xda, 0xa7, 0x2c, 0x7d, 0x71, 0x5b, 0x14, 0x45, 0x3e,
-	0x05, 0x0e, 0x2e, 0x4a, 0x6f, 0x70, 0x40, 0x2a, 0x2d, 0x08, 0xf5, 0x40, 0xb5, 0xdc, 0xb8, 0x44,
-	0x8e, 0x33, 0x49, 0x8d, 0x13, 0xdb, 0xac, 0x37, 0x29, 0x96, 0xf8, 0x02, 0x9c, 0x90, 0x2a, 0x21,
-	0xf8, 0x48, 0x1c, 0x39, 0x71, 0x46, 0xe5, 0x8b, 0x20, 0xef, 0xfa, 0x25, 0x6d, 0x90, 0xa8, 0xd4,
-	0xfa, 0x94, 0x9d, 0xf1, 0x6c, 0xfe, 0xfb, 0xff, 0xed, 0xac, 0xbd, 0xb0, 0xc5, 0x71, 0xec, 0x06,
-	0xbe, 0x37, 0xdf, 0xf7, 0xe6, 0x3c, 0x74, 0xc2, 0x81, 0x15, 0xf2, 0x40, 0x04, 0x74, 0x3d, 0xcb,
-	0x5b, 0x69, 0x7e, 0x77, 0x33, 0xaf, 0x9c, 0xa2, 0xb0, 0xb3, 0xc2, 0xdd, 0xe2, 0x0f, 0x90, 0xf3,
-	0x80, 0x67, 0x79, 0xf3, 0x82, 0x40, 0xfd, 0x79, 0xe0, 0x0b, 0xfc, 0x20, 0xe8, 0x1e, 0xac, 0xa8,
-	0xaa, 0xbe, 0x3b, 0x34, 0x48, 0x87, 0x74, 0x2b, 0xac, 0xa1, 0x12, 0xaf, 0x86, 0xf4, 0x19, 0xb4,
-	0xd2, 0x87, 0x18, 0x06, 0xce, 0x99, 0xa1, 0x75, 0x48, 0xb7, 0xd9, 0x7b, 0x60, 0xe5, 0x0b, 0x48,
-	0xe5, 0x98, 0x8c, 0x8f, 0x93, 0x1a, 0xd6, 0xe4, 0x45, 0x40, 0x1f, 0x42, 0x25, 0x44, 0xe4, 0x86,
-	0x2e, 0x27, 0x6e, 0x2e, 0x4d, 0x3c, 0x45, 0xe4, 0x4c, 0x96, 0x98, 0x8f, 0xa1, 0x76, 0x32, 0x3f,
-	0xb5, 0x5d, 0x4e, 0xd7, 0x41, 0xf7, 0x30, 0x96, 0x8b, 0x69, 0xb1, 0x64, 0x48, 0x37, 0xa0, 0x3a,
-	0xb7, 0x27, 0x33, 0x94, 0x0b, 0x68, 0x31, 0x15, 0x98, 0x23, 0x58, 0x65, 0xf6, 0xf9, 0x4b, 0x14,
-	0x0c, 0xdf, 0xcf, 0x30, 0x12, 0xf4, 0x00, 0xea, 0x8e, 0xb2, 0x25, 0x27, 0x37, 0x7b, 0x3b, 0xd6,
-	0x75, 0x54, 0x56, 0xea, 0x9b, 0x65, 0x95, 0x99, 0x9a, 0x56, 0xa8, 0xad, 0x81, 0xe6, 0x8c, 0xe4,
-	0x92, 0x57, 0x98, 0xe6, 0x8c, 0xcc, 0x2f, 0x04, 0xd6, 0x32, 0xa1, 0x28, 0x0c, 0xfc, 0x08, 0xe9,
-	0x93, 0x02, 0x4c, 0x42, 0x36, 0x95, 0xdb, 0x2e, 0xe4, 0x32, 0xe0, 0xc7, 0xc9, 0x6f, 0xce, 0x24,
-	0x09, 0x12, 0x33, 0x6a, 0x92, 0x26, 0x15, 0x54, 0x50, 0x58, 0xd4, 0x17, 0x2c, 0x26, 0xbb, 0xe3,
-	0x07, 0xa2, 0x3f, 0x0a, 0x66, 0xfe, 0xd0, 0xa8, 0x74, 0x48, 0xb7, 0xc1, 0x1a, 0x7e, 0x20, 0x5e,
-	0x24, 0xb1, 0x39, 0x05, 0xca, 0xec, 0xf3, 0x43, 0x5b, 0x38, 0x67, 0xb7, 0x85, 0x40, 0xa1, 0xe2,
-	0x61, 0x1c, 0x19, 0x5a, 0x47, 0xef, 0xb6, 0x98, 0x1c, 0x2f, 0x61, 0xf8, 0x4a, 0xe0, 0xfe, 0x15,
-	0xbd, 0xd2, 0x58, 0x58, 0x50, 0x0d, 0x6d, 0x97, 0x47, 0x86, 0xde, 0xd1, 0xbb, 0xcd, 0x9e, 0xb1,
-	0x6c, 0x40, 0x75, 0x0a, 0x53, 0x65, 0xe6, 0x47, 0xd9, 0x08, 0xa7, 0xb3, 0xbb, 0x6e, 0x84, 0xbf,
-	0xef, 0x89, 0xe2, 0x52, 0xc9, 0xb9, 0x0c, 0x64, 0x77, 0x48, 0xf5, 0xb2, 0x88, 0x98, 0x9f, 0x48,
-	0xb1, 0xd7, 0xb7, 0xf5, 0x99, 0xd3, 0xd5, 0x6e, 0x44, 0x77, 0xa9, 0x0f, 0xc6, 0x45, 0x1b, 0x94,
-	0x6b, 0xda, 0x85, 0x75, 0x66, 0x9f, 0x1f, 0xe1, 0x04, 0x05, 0x96, 0x7c, 0xc4, 0x11, 0xee, 0x2d,
-	0x48, 0x95, 0xe6, 0x28, 0x84, 0xcd, 0x0c, 0xdd, 0x1d, 0xd8, 0xba, 0xc9, 0xa1, 0x7d, 0x07, 0x5b,
-	0xd7, 0x15, 0x4b, 0x73, 0x77, 0x41, 0xa4, 0xbd, 0x54, 0xc7, 0xf6, 0xc7, 0xb7, 0xb3, 0xb7, 0x07,
-	0x2b, 0x91, 0xb0, 0xb9, 0xe8, 0x17, 0x7b, 0xd7, 0x90, 0x89, 0x13, 0x8c, 0xe9, 0x36, 0xd4, 0xd1,
-	0x1f, 0xca, 0x47, 0xea, 0x70, 0xd6, 0xd0, 0x1f, 0x9e, 0xe4, 0x3b, 0x5b, 0xb9, 0x06, 0xe0, 0xca,
-	0x9a, 0x4a, 0x03, 0xf0, 0x53, 0x7d, 0x28, 0xde, 0x38, 0xb6, 0x5f, 0x9e, 0xf3, 0x0d, 0xa8, 0x4e,
-	0xdc, 0xa9, 0x2b, 0xa4, 0xef, 0x55, 0xa6, 0x02, 0xba, 0x03, 0x0d, 0x0f, 0xe3, 0x7e, 0xe0, 0x4f,
-	0xe2, 0xf4, 0x3b, 0x51, 0xf7, 0x30, 0x7e, 0xed, 0x4f, 0x32, 0x22, 0xd5, 0x8c, 0x08, 0x35, 0xa0,
-	0xce, 0x71, 0x8e, 0x3c, 0x42, 0xa3, 0xa6, 0x2a, 0xd3, 0x70, 0x11, 0x6a, 0x7d, 0x11, 0xaa, 0xf9,
-	0x99, 0xc0, 0xff, 0xb9, 0xb1, 0xd2, 0x5e, 0xfb, 0x8f, 0x40, 0xf7, 0xe6, 0xff, 0x7e, 0xe9, 0x27,
-	0x45, 0x87, 0x47, 0xdf, 0x2f, 0xdb, 0xe4, 0xc7, 0x65, 0x9b, 0xfc, 0xba, 0x6c, 0x93, 0x6f, 0xbf,
-	0xdb, 0xff, 0xbd, 0xed, 0x8d, 0x5d, 0x71, 0x36, 0x1b, 0x58, 0x4e, 0x30, 0xdd, 0xcf, 0xef, 0x3d,
-	0xf9, 0x40, 0x5e, 0x7c, 0xb2, 0x7b, 0xd4, 0xd3, 0xf4, 0x77, 0x50, 0x93, 0xe9, 0x83, 0x3f, 0x01,
-	0x00, 0x00, 0xff, 0xff, 0xc1, 0x97, 0xee, 0x3d, 0x6a, 0x09, 0x00, 0x00,
+	// 893 bytes of a gzipped FileDescriptorProto
+	0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xff, 0xb4, 0x97, 0x4b, 0x6f, 0xe4, 0x44,
+	0x10, 0xc7, 0xd3, 0xf6, 0x3c, 0x9c, 0x9a, 0x24, 0x84, 0x26, 0xd9, 0xf5, 0x66, 0x21, 0x8c, 0xcc,
+	0x65, 0xe0, 0xe0, 0x5d, 0x4d, 0xf6, 0xc4, 0x43, 0x48, 0xd9, 0x5d, 0x58, 0x88, 0x04, 0x51, 0x23,
+	0x2e, 0x5c, 0x46, 0x8e, 0x5d, 0x99, 0x98, 0x19, 0xbb, 0x8d, 0xdd, 0x9e, 0x30, 0x12, 0x5f, 0x80,
+	0x13, 0xd2, 0x4a, 0x08, 0x3e, 0x12, 0x07, 0x0e, 0x9c, 0x38, 0xa3, 0x70, 0xe0, 0x3b, 0x70, 0x40,
+	0xc8, 0xdd, 0x6e, 0x7b, 0x1e, 0xd9, 0x87, 0x94, 0xf5, 0xc9, 0x5d, 0x3d, 0x55, 0x5d, 0xfd, 0xff,
+	0x55, 0xb9, 0xdd, 0x03, 0xb7, 0x52, 0x1c, 0x87, 0x3c, 0x9e, 0xcc, 0xee, 0x4d, 0x66, 0x69, 0xe2,
+	0x27, 0x67, 0x6e, 0x92, 0x72, 0xc1, 0xe9, 0xae, 0x9e, 0x77, 0xcb, 0xf9, 0x83, 0xfd, 0xca, 0x33,
+	0x42, 0xe1, 0x69, 0xc7, 0x83, 0x7a, 0x01, 0x4c, 0x53, 0x9e, 0xea, 0x79, 0xe7, 0x29, 0x81, 0xee,
+	0x43, 0x1e, 0x0b, 0xfc, 0x5e, 0xd0, 0xbb, 0xb0, 0xa9, 0xbc, 0x46, 0x61, 0x60, 0x93, 0x3e, 0x19,
+	0xb4, 0x98, 0xa5, 0x26, 0x3e, 0x0b, 0xe8, 0xc7, 0xb0, 0x55, 0xfe, 0x88, 0x09, 0xf7, 0x2f, 0x6c,
+	0xa3, 0x4f, 0x06, 0xbd, 0xe1, 0x9b, 0x6e, 0xb5, 0x81, 0x32, 0x1d, 0x93, 0xf6, 0xe3, 0xc2, 0x87,
+	0xf5, 0xd2, 0xda, 0xa0, 0xef, 0x42, 0x2b, 0x41, 0x4c, 0x6d, 0x53, 0x06, 0xee, 0xaf, 0x05, 0x9e,
+	0x22, 0xa6, 0x4c, 0xba, 0x38, 0xf7, 0xa1, 0x73, 0x32, 0x3b, 0xf5, 0xc2, 0x94, 0xee, 0x82, 0x39,
+	0xc1, 0xb9, 0xdc, 0xcc, 0x16, 0x2b, 0x86, 0x74, 0x0f, 0xda, 0x33, 0x6f, 0x9a, 0xa3, 0xdc, 0xc0,
+	0x16, 0x53, 0x86, 0x73, 0x0e, 0xdb, 0xcc, 0xbb, 0xfc, 0x14, 0x05, 0xc3, 0xef, 0x72, 0xcc, 0x04,
+	0x3d, 0x82, 0xae, 0xaf, 0x64, 0xc9, 0xe0, 0xde, 0xf0, 0x8e, 0xbb, 0x8a, 0xca, 0x2d, 0x75, 0x33,
+	0xed, 0xa9, 0xb3, 0x19, 0x75, 0xb6, 0x1d, 0x30, 0xfc, 0x73, 0xb9, 0xe5, 0x4d, 0x66, 0xf8, 0xe7,
+	0xce, 0xcf, 0x04, 0x76, 0x74, 0xa2, 0x2c, 0xe1, 0x71, 0x86, 0xf4, 0xfd, 0x1a, 0x4c, 0x41, 0xb6,
+	0x4c, 0x77, 0xbb, 0x4e, 0xa7, 0x81, 0x3f, 0x2e, 0x9e, 0x15, 0x93, 0xc2, 0x28, 0xc4, 0xa8, 0x20,
+	0x43, 0x66, 0x50, 0x46, 0x2d, 0xd1, 0x5c, 0x90, 0x58, 0x54, 0x27, 0xe6, 0x62, 0x74, 0xce, 0xf3,
+	0x38, 0xb0, 0x5b, 0x7d, 0x32, 0xb0, 0x98, 0x15, 0x73, 0xf1, 0x49, 0x61, 0x3b, 0x11, 0x50, 0xe6,
+	0x5d, 0x1e, 0x7b, 0xc2, 0xbf, 0xb8, 0x29, 0x04, 0x0a, 0xad, 0x09, 0xce, 0x33, 0xdb, 0xe8, 0x9b,
+	0x83, 0x2d, 0x26, 0xc7, 0x6b, 0x18, 0x7e, 0x21, 0xf0, 0xc6, 0x52, 0xbe, 0xc6, 0x58, 0xb8, 0xd0,
+	0x4e, 0xbc, 0x30, 0xcd, 0x6c, 0xb3, 0x6f, 0x0e, 0x7a, 0x43, 0x7b, 0x5d, 0x80, 0xea, 0x14, 0xa6,
+	0xdc, 0x9c, 0x1f, 0x64, 0x23, 0x9c, 0xe6, 0xaf, 0xba, 0x11, 0xae, 0xaf, 0x89, 0xe2, 0xd2, 0xaa,
+	0xb8, 0x9c, 0xc9, 0xee, 0x90, 0xd9, 0x9b, 0x22, 0xe2, 0xfc, 0x48, 0xea, 0x5a, 0xdf, 0x54, 0x67,
+	0x45, 0xd7, 0x78, 0x29, 0xba, 0x6b, 0x7d, 0x30, 0xae, 0xdb, 0xa0, 0x59, 0xd1, 0x21, 0xec, 0x32,
+	0xef, 0xf2, 0x11, 0x4e, 0x51, 0x60, 0xc3, 0xaf, 0x38, 0xc2, 0xeb, 0x0b, 0xa9, 0x1a, 0x53, 0x94,
+	0xc0, 0xbe, 0x46, 0xf7, 0x0a, 0x64, 0xbd, 0xcc, 0x4b, 0xfb, 0x2d, 0xdc, 0x5a, 0xcd, 0xd8, 0x98,
+	0xba, 0xa7, 0x44, 0xca, 0x2b, 0xf3, 0x78, 0xf1, 0xf8, 0x66, 0xf2, 0xee, 0xc2, 0x66, 0x26, 0xbc,
+	0x54, 0x8c, 0xea, 0xda, 0x59, 0x72, 0xe2, 0x04, 0xe7, 0xf4, 0x36, 0x74, 0x31, 0x0e, 0xe4, 0x4f,
+	0xea, 0xe5, 0xec, 0x60, 0x1c, 0x9c, 0x54, 0x95, 0x6d, 0xad, 0x00, 0x58, 0xda, 0x53, 0x63, 0x00,
+	0xfe, 0x54, 0x1f, 0x8a, 0xaf, 0x7c, 0x2f, 0x6e, 0x4e, 0xf9, 0x1e, 0xb4, 0xa7, 0x61, 0x14, 0x0a,
+	0xa9, 0x7b, 0x9b, 0x29, 0x83, 0xde, 0x01, 0x6b, 0x82, 0xf3, 0x11, 0x8f, 0xa7, 0xf3, 0xf2, 0x3b,
+	0xd1, 0x9d, 0xe0, 0xfc, 0xcb, 0x78, 0xaa, 0x89, 0xb4, 0x35, 0x11, 0x6a, 0x43, 0x37, 0xc5, 0x19,
+	0xa6, 0x19, 0xda, 0x1d, 0xe5, 0x59, 0x9a, 0x8b, 0x50, 0xbb, 0x8b, 0x50, 0x9d, 0x9f, 0x08, 0xbc,
+	0x56, 0x09, 0x6b, 0xec, 0xd8, 0x7f, 0x0f, 0xcc, 0xc9, 0xec, 0xc5, 0x87, 0x7e, 0xe1, 0xe4, 0xfc,
+	0x6e, 0xc0, 0x9e, 0xec, 0xea, 0x87, 0x3c, 0x8a, 0xbc, 0x38, 0xc8, 0x34, 0xf0, 0xcf, 0xc1, 0x4a,
+	0xd5, 0x30, 0xb3, 0x89, 0x5c, 0xc9, 0x5d, 0x5f, 0xe9, 0xba, 0x48, 0xb7, 0x7c, 0xb2, 0x2a, 0xfe,
+	0xe0, 0x1f, 0x02, 0x5d, 0xbd, 0xee, 0x0e, 0x18, 0xd5, 0x05, 0xc9, 0x08, 0x03, 0xfa, 0x16, 0x80,
+	0x08, 0x23, 0xe4, 0xb9, 0x18, 0xe5, 0x99, 0xd4, 0xd1, 0x62, 0x9b, 0xe5, 0xcc, 0xd7, 0x19, 0x3d,
+	0x02, 0x73, 0x8c, 0xa2, 0xbc, 0xf7, 0xbc, 0xbd, 0xbe, 0x83, 0xa5, 0x8b, 0xcb, 0x93, 0x0d, 0x56,
+	0x78, 0x17, 0x41, 0x49, 0x2e, 0x64, 0xfd, 0x9e, 0x15, 0x54, 0x1f, 0xfe, 0x45, 0x50, 0x92, 0x0b,
+	0xfa, 0x21, 0x74, 0x02, 0xd9, 0xdd, 0xb2, 0xc4, 0xbd, 0xa1, 0x73, 0x6d, 0xdc, 0xd2, 0x71, 0xf3,
+	0x64, 0x83, 0x95, 0x31, 0xc7, 0x6d, 0x30, 0xfd, 0x28, 0x70, 0xfe, 0x33, 0x60, 0x7f, 0x05, 0x4a,
+	0x59, 0xe6, 0x2f, 0x8a, 0xfb, 0xa1, 0x1a, 0x6b, 0xa0, 0xf7, 0x5f, 0x08, 0x54, 0xf9, 0xbb, 0x7a,
+	0xc0, 0xea, 0x25, 0x8a, 0xee, 0xf3, 0xa7, 0x3c, 0x0b, 0xe3, 0xb1, 0x84, 0x66, 0x31, 0x6d, 0x1e,
+	0xfc, 0x4b, 0xc0, 0xaa, 0xd2, 0xae, 0xe2, 0xa6, 0xd0, 0xf2, 0x79, 0xa0, 0x2e, 0x80, 0xdb, 0x4c,
+	0x8e, 0x8b, 0xa5, 0x22, 0xcc, 0x32, 0x6f, 0x8c, 0xe5, 0x81, 0xa7, 0x4d, 0xfa, 0x40, 0xd1, 0x57,
+	0x20, 0xfb, 0xcf, 0xa6, 0xaf, 0x92, 0x69, 0xfc, 0x0f, 0x14, 0xfe, 0xf6, 0x73, 0xa2, 0x16, 0x3e,
+	0x78, 0x9a, 0xff, 0x47, 0x15, 0xff, 0x8e, 0x0c, 0x7c, 0xe7, 0xb9, 0xfc, 0xab, 0xd8, 0xe5, 0x02,
+	0x1c, 0x3f, 0xfa, 0xed, 0xea, 0x90, 0xfc, 0x71, 0x75, 0x48, 0xfe, 0xba, 0x3a, 0x24, 0xbf, 0xfe,
+	0x7d, 0xb8, 0xf1, 0xcd, 0x70, 0x1c, 0x8a, 0x8b, 0xfc, 0xcc, 0xf5, 0x79, 0x74, 0xaf, 0xba, 0xc7,
+	0x57, 0x03, 0x79, 0x91, 0xd7, 0xff, 0x0b, 0x3e, 0x28, 0x9f, 0x67, 0x1d, 0x39, 0x7d, 0xf4, 0x7f,
+	0x00, 0x00, 0x00, 0xff, 0xff, 0x94, 0x3c, 0x2c, 0xfe, 0x3a, 0x0c, 0x00, 0x00,
 }
 
 func (m *Context) Marshal() (dAtA []byte, err error) {
@@ -2236,6 +2613,323 @@ func (m *RawScanResponse) MarshalToSizedBuffer(dAtA []byte) (int, error) {
 	return len(dAtA) - i, nil
 }
 
+func (m *BatchCommandsRequest) Marshal() (dAtA []byte, err error) {
+	size := m.Size()
+	dAtA = make([]byte, size)
+	n, err := m.MarshalToSizedBuffer(dAtA[:size])
+	if err != nil {
+		return nil, err
+	}
+	return dAtA[:n], nil
+}
+
+func (m *BatchCommandsRequest) MarshalTo(dAtA []byte) (int, error) {
+	size := m.Size()
+	return m.MarshalToSizedBuffer(dAtA[:size])
+}
+
+func (m *BatchCommandsRequest) MarshalToSizedBuffer(dAtA []byte) (int, error) {
+	i := len(dAtA)
+	_ = i
+	var l int
+	_ = l
+	if m.XXX_unrecognized != nil {
+		i -= len(m.XXX_unrecognized)
+		copy(dAtA[i:], m.XXX_unrecognized)
+	}
+	if len(m.Requests) > 0 {
+		for iNdEx := len(m.Requests) - 1; iNdEx >= 0; iNdEx-- {
+			{
+				size, err := m.Requests[iNdEx].MarshalToSizedBuffer(dAtA[:i])
+				if err != nil {
+					return 0, err
+				}
+				i -= size
+				i = encodeVarintKvrpcpb(dAtA, i, uint64(size))
+			}
+			i--
+			dAtA[i] = 0xa
+		}
+	}
+	return len(dAtA) - i, nil
+}
+
+func (m *BatchCommandsRequest_Request) Marshal() (dAtA []byte, err error) {
+	size := m.Size()
+	dAtA = make([]byte, size)
+	n, err := m.MarshalToSizedBuffer(dAtA[:size])
+	if err != nil {
+		return nil, err
+	}
+	return dAtA[:n], nil
+}
+
+func (m *BatchCommandsRequest_Request) MarshalTo(dAtA []byte) (int, error) {
+	size := m.Size()
+	return m.MarshalToSizedBuffer(dAtA[:size])
+}
+
+func (m *BatchCommandsRequest_Request) MarshalToSizedBuffer(dAtA []byte) (int, error) {
+	i := len(dAtA)
+	_ = i
+	var l int
+	_ = l
+	if m.XXX_unrecognized != nil {
+		i -= len(m.XXX_unrecognized)
+		copy(dAtA[i:], m.XXX_unrecognized)
+	}
+	if m.Cmd != nil {
+		{
+			size := m.Cmd.Size()
+			i -= size
+			if _, err := m.Cmd.MarshalTo(dAtA[i:]); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if m.TimeoutUs != 0 {
+		i = encodeVarintKvrpcpb(dAtA, i, uint64(m.TimeoutUs))
+		i--
+		dAtA[i] = 0x10
+	}
+	if m.Id != 0 {
+		i = encodeVarintKvrpcpb(dAtA, i, uint64(m.Id))
+		i--
+		dAtA[i] = 0x8
+	}
+	return len(dAtA) - i, nil
+}
+
+func (m *BatchCommandsRequest_Request_Get) MarshalTo(dAtA []byte) (int, error) {
+	size := m.Size()
+	return m.MarshalToSizedBuffer(dAtA[:size])
+}
+
+func (m *BatchCommandsRequest_Request_Get) MarshalToSizedBuffer(dAtA []byte) (int, error) {
+	i := len(dAtA)
+	if m.Get != nil {
+		{
+			size, err := m.Get.MarshalToSizedBuffer(dAtA[:i])
+			if err != nil {
+				return 0, err
+			}
+			i -= size
+			i = encodeVarintKvrpcpb(dAtA, i, uint64(size))
+		}
+		i--
+		dAtA[i] = 0x1a
+	}
+	return len(dAtA) - i, nil
+}
+func (m *BatchCommandsRequest_Request_Put) MarshalTo(dAtA []byte) (int, error) {
+	size := m.Size()
+	return m.MarshalToSizedBuffer(dAtA[:size])
+}
+
+func (m *BatchCommandsRequest_Request_Put) MarshalToSizedBuffer(dAtA []byte) (int, error) {
+	i := len(dAtA)
+	if m.Put != nil {
+		{
+			size, err := m.Put.MarshalToSizedBuffer(dAtA[:i])
+			if err != nil {
+				return 0, err
+			}
+			i -= size
+			i = encodeVarintKvrpcpb(dAtA, i, uint64(size))
+		}
+		i--
+		dAtA[i] = 0x22
+	}
+	return len(dAtA) - i, nil
+}
+func (m *BatchCommandsRequest_Request_Delete) MarshalTo(dAtA []byte) (int, error) {
+	size := m.Size()
+	return m.MarshalToSizedBuffer(dAtA[:size])
+}
+
+func (m *BatchCommandsRequest_Request_Delete) MarshalToSizedBuffer(dAtA []byte) (int, error) {
+	i := len(dAtA)
+	if m.Delete != nil {
+		{
+			size, err := m.Delete.MarshalToSizedBuffer(dAtA[:i])
+			if err != nil {
+				return 0, err
+			}
+			i -= size
+			i = encodeVarintKvrpcpb(dAtA, i, uint64(size))
+		}
+		i--
+		dAtA[i] = 0x2a
+	}
+	return len(dAtA) - i, nil
+}
+func (m *BatchCommandsResponse) Marshal() (dAtA []byte, err error) {
+	size := m.Size()
+	dAtA = make([]byte, size)
+	n, err := m.MarshalToSizedBuffer(dAtA[:size])
+	if err != nil {
+		return nil, err
+	}
+	return dAtA[:n], nil
+}
+
+func (m *BatchCommandsResponse) MarshalTo(dAtA []byte) (int, error) {
+	size := m.Size()
+	return m.MarshalToSizedBuffer(dAtA[:size])
+}
+
+func (m *BatchCommandsResponse) MarshalToSizedBuffer(dAtA []byte) (int, error) {
+	i := len(dAtA)
+	_ = i
+	var l int
+	_ = l
+	if m.XXX_unrecognized != nil {
+		i -= len(m.XXX_unrecognized)
+		copy(dAtA[i:], m.XXX_unrecognized)
+	}
+	if m.Closing {
+		i--
+		if m.Closing {
+			dAtA[i] = 1
+		} else {
+			dAtA[i] = 0
+		}
+		i--
+		dAtA[i] = 0x10
+	}
+	if len(m.Responses) > 0 {
+		for iNdEx := len(m.Responses) - 1; iNdEx >= 0; iNdEx-- {
+			{
+				size, err := m.Responses[iNdEx].MarshalToSizedBuffer(dAtA[:i])
+				if err != nil {
+					return 0, err
+				}
+				i -= size
+				i = encodeVarintKvrpcpb(dAtA, i, uint64(size))
+			}
+			i--
+			dAtA[i] = 0xa
+		}
+	}
+	return len(dAtA) - i, nil
+}
+
+func (m *BatchCommandsResponse_Response) Marshal() (dAtA []byte, err error) {
+	size := m.Size()
+	dAtA = make([]byte, size)
+	n, err := m.MarshalToSizedBuffer(dAtA[:size])
+	if err != nil {
+		return nil, err
+	}
+	return dAtA[:n], nil
+}
+
+func (m *BatchCommandsResponse_Response) MarshalTo(dAtA []byte) (int, error) {
+	size := m.Size()
+	return m.MarshalToSizedBuffer(dAtA[:size])
+}
+
+func (m *BatchCommandsResponse_Response) MarshalToSizedBuffer(dAtA []byte) (int, error) {
+	i := len(dAtA)
+	_ = i
+	var l int
+	_ = l
+	if m.XXX_unrecognized != nil {
+		i -= len(m.XXX_unrecognized)
+		copy(dAtA[i:], m.XXX_unrecognized)
+	}
+	if m.Cmd != nil {
+		{
+			size := m.Cmd.Size()
+			i -= size
+			if _, err := m.Cmd.MarshalTo(dAtA[i:]); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if len(m.Message) > 0 {
+		i -= len(m.Message)
+		copy(dAtA[i:], m.Message)
+		i = encodeVarintKvrpcpb(dAtA, i, uint64(len(m.Message)))
+		i--
+		dAtA[i] = 0x1a
+	}
+	if m.Code != 0 {
+		i = encodeVarintKvrpcpb(dAtA, i, uint64(m.Code))
+		i--
+		dAtA[i] = 0x10
+	}
+	if m.Id != 0 {
+		i = encodeVarintKvrpcpb(dAtA, i, uint64(m.Id))
+		i--
+		dAtA[i] = 0x8
+	}
+	return len(dAtA) - i, nil
+}
+
+func (m *BatchCommandsResponse_Response_Get) MarshalTo(dAtA []byte) (int, error) {
+	size := m.Size()
+	return m.MarshalToSizedBuffer(dAtA[:size])
+}
+
+func (m *BatchCommandsResponse_Response_Get) MarshalToSizedBuffer(dAtA []byte) (int, error) {
+	i := len(dAtA)
+	if m.Get != nil {
+		{
+			size, err := m.Get.MarshalToSizedBuffer(dAtA[:i])
+			if err != nil {
+				return 0, err
+			}
+			i -= size
+			i = encodeVarintKvrpcpb(dAtA, i, uint64(size))
+		}
+		i--
+		dAtA[i] = 0x22
+	}
+	return len(dAtA) - i, nil
+}
+func (m *BatchCommandsResponse_Response_Put) MarshalTo(dAtA []byte) (int, error) {
+	size := m.Size()
+	return m.MarshalToSizedBuffer(dAtA[:size])
+}
+
+func (m *BatchCommandsResponse_Response_Put) MarshalToSizedBuffer(dAtA []byte) (int, error) {
+	i := len(dAtA)
+	if m.Put != nil {
+		{
+			size, err := m.Put.MarshalToSizedBuffer(dAtA[:i])
+			if err != nil {
+				return 0, err
+			}
+			i -= size
+			i = encodeVarintKvrpcpb(dAtA, i, uint64(size))
+		}
+		i--
+		dAtA[i] = 0x2a
+	}
+	return len(dAtA) - i, nil
+}
+func (m *BatchCommandsResponse_Response_Delete) MarshalTo(dAtA []byte) (int, error) {
+	size := m.Size()
+	return m.MarshalToSizedBuffer(dAtA[:size])
+}
+
+func (m *BatchCommandsResponse_Response_Delete) MarshalToSizedBuffer(dAtA []byte) (int, error) {
+	i := len(dAtA)
+	if m.Delete != nil {
+		{
+			size, err := m.Delete.MarshalToSizedBuffer(dAtA[:i])
+			if err != nil {
+				return 0, err
+			}
+			i -= size
+			i = encodeVarintKvrpcpb(dAtA, i, uint64(size))
+		}
+		i--
+		dAtA[i] = 0x32
+	}
+	return len(dAtA) - i, nil
+}
 func encodeVarintKvrpcpb(dAtA []byte, offset int, v uint64) int {
 	offset -= sovKvrpcpb(v)
 	base := offset
@@ -2684,6 +3378,164 @@ func (m *RawScanResponse) Size() (n int) {
 	}
 	if m.XXX_unrecognized != nil {
 		n += len(m.XXX_unrecognized)
+	}
+	return n
+}
+
+func (m *BatchCommandsRequest) Size() (n int) {
+	if m == nil {
+		return 0
+	}
+	var l int
+	_ = l
+	if len(m.Requests) > 0 {
+		for _, e := range m.Requests {
+			l = e.Size()
+			n += 1 + l + sovKvrpcpb(uint64(l))
+		}
+	}
+	if m.XXX_unrecognized != nil {
+		n += len(m.XXX_unrecognized)
+	}
+	return n
+}
+
+func (m *BatchCommandsRequest_Request) Size() (n int) {
+	if m == nil {
+		return 0
+	}
+	var l int
+	_ = l
+	if m.Id != 0 {
+		n += 1 + sovKvrpcpb(uint64(m.Id))
+	}
+	if m.TimeoutUs != 0 {
+		n += 1 + sovKvrpcpb(uint64(m.TimeoutUs))
+	}
+	if m.Cmd != nil {
+		n += m.Cmd.Size()
+	}
+	if m.XXX_unrecognized != nil {
+		n += len(m.XXX_unrecognized)
+	}
+	return n
+}
+
+func (m *BatchCommandsRequest_Request_Get) Size() (n int) {
+	if m == nil {
+		return 0
+	}
+	var l int
+	_ = l
+	if m.Get != nil {
+		l = m.Get.Size()
+		n += 1 + l + sovKvrpcpb(uint64(l))
+	}
+	return n
+}
+func (m *BatchCommandsRequest_Request_Put) Size() (n int) {
+	if m == nil {
+		return 0
+	}
+	var l int
+	_ = l
+	if m.Put != nil {
+		l = m.Put.Size()
+		n += 1 + l + sovKvrpcpb(uint64(l))
+	}
+	return n
+}
+func (m *BatchCommandsRequest_Request_Delete) Size() (n int) {
+	if m == nil {
+		return 0
+	}
+	var l int
+	_ = l
+	if m.Delete != nil {
+		l = m.Delete.Size()
+		n += 1 + l + sovKvrpcpb(uint64(l))
+	}
+	return n
+}
+func (m *BatchCommandsResponse) Size() (n int) {
+	if m == nil {
+		return 0
+	}
+	var l int
+	_ = l
+	if len(m.Responses) > 0 {
+		for _, e := range m.Responses {
+			l = e.Size()
+			n += 1 + l + sovKvrpcpb(uint64(l))
+		}
+	}
+	if m.Closing {
+		n += 2
+	}
+	if m.XXX_unrecognized != nil {
+		n += len(m.XXX_unrecognized)
+	}
+	return n
+}
+
+func (m *BatchCommandsResponse_Response) Size() (n int) {
+	if m == nil {
+		return 0
+	}
+	var l int
+	_ = l
+	if m.Id != 0 {
+		n += 1 + sovKvrpcpb(uint64(m.Id))
+	}
+	if m.Code != 0 {
+		n += 1 + sovKvrpcpb(uint64(m.Code))
+	}
+	l = len(m.Message)
+	if l > 0 {
+		n += 1 + l + sovKvrpcpb(uint64(l))
+	}
+	if m.Cmd != nil {
+		n += m.Cmd.Size()
+	}
+	if m.XXX_unrecognized != nil {
+		n += len(m.XXX_unrecognized)
+	}
+	return n
+}
+
+func (m *BatchCommandsResponse_Response_Get) Size() (n int) {
+	if m == nil {
+		return 0
+	}
+	var l int
+	_ = l
+	if m.Get != nil {
+		l = m.Get.Size()
+		n += 1 + l + sovKvrpcpb(uint64(l))
+	}
+	return n
+}
+func (m *BatchCommandsResponse_Response_Put) Size() (n int) {
+	if m == nil {
+		return 0
+	}
+	var l int
+	_ = l
+	if m.Put != nil {
+		l = m.Put.Size()
+		n += 1 + l + sovKvrpcpb(uint64(l))
+	}
+	return n
+}
+func (m *BatchCommandsResponse_Response_Delete) Size() (n int) {
+	if m == nil {
+		return 0
+	}
+	var l int
+	_ = l
+	if m.Delete != nil {
+		l = m.Delete.Size()
+		n += 1 + l + sovKvrpcpb(uint64(l))
 	}
 	return n
 }
@@ -5387,6 +6239,616 @@ func (m *RawScanResponse) Unmarshal(dAtA []byte) error {
 			if err := m.Kvs[len(m.Kvs)-1].Unmarshal(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
+			iNdEx = postIndex
+		default:
+			iNdEx = preIndex
+			skippy, err := skipKvrpcpb(dAtA[iNdEx:])
+			if err != nil {
+				return err
+			}
+			if (skippy < 0) || (iNdEx+skippy) < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			if (iNdEx + skippy) > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.XXX_unrecognized = append(m.XXX_unrecognized, dAtA[iNdEx:iNdEx+skippy]...)
+			iNdEx += skippy
+		}
+	}
+
+	if iNdEx > l {
+		return io.ErrUnexpectedEOF
+	}
+	return nil
+}
+func (m *BatchCommandsRequest) Unmarshal(dAtA []byte) error {
+	l := len(dAtA)
+	iNdEx := 0
+	for iNdEx < l {
+		preIndex := iNdEx
+		var wire uint64
+		for shift := uint(0); ; shift += 7 {
+			if shift >= 64 {
+				return ErrIntOverflowKvrpcpb
+			}
+			if iNdEx >= l {
+				return io.ErrUnexpectedEOF
+			}
+			b := dAtA[iNdEx]
+			iNdEx++
+			wire |= uint64(b&0x7F) << shift
+			if b < 0x80 {
+				break
+			}
+		}
+		fieldNum := int32(wire >> 3)
+		wireType := int(wire & 0x7)
+		if wireType == 4 {
+			return fmt.Errorf("proto: BatchCommandsRequest: wiretype end group for non-group")
+		}
+		if fieldNum <= 0 {
+			return fmt.Errorf("proto: BatchCommandsRequest: illegal tag %d (wire type %d)", fieldNum, wire)
+		}
+		switch fieldNum {
+		case 1:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Requests", wireType)
+			}
+			var msglen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				msglen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if msglen < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			postIndex := iNdEx + msglen
+			if postIndex < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.Requests = append(m.Requests, &BatchCommandsRequest_Request{})
+			if err := m.Requests[len(m.Requests)-1].Unmarshal(dAtA[iNdEx:postIndex]); err != nil {
+				return err
+			}
+			iNdEx = postIndex
+		default:
+			iNdEx = preIndex
+			skippy, err := skipKvrpcpb(dAtA[iNdEx:])
+			if err != nil {
+				return err
+			}
+			if (skippy < 0) || (iNdEx+skippy) < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			if (iNdEx + skippy) > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.XXX_unrecognized = append(m.XXX_unrecognized, dAtA[iNdEx:iNdEx+skippy]...)
+			iNdEx += skippy
+		}
+	}
+
+	if iNdEx > l {
+		return io.ErrUnexpectedEOF
+	}
+	return nil
+}
+func (m *BatchCommandsRequest_Request) Unmarshal(dAtA []byte) error {
+	l := len(dAtA)
+	iNdEx := 0
+	for iNdEx < l {
+		preIndex := iNdEx
+		var wire uint64
+		for shift := uint(0); ; shift += 7 {
+			if shift >= 64 {
+				return ErrIntOverflowKvrpcpb
+			}
+			if iNdEx >= l {
+				return io.ErrUnexpectedEOF
+			}
+			b := dAtA[iNdEx]
+			iNdEx++
+			wire |= uint64(b&0x7F) << shift
+			if b < 0x80 {
+				break
+			}
+		}
+		fieldNum := int32(wire >> 3)
+		wireType := int(wire & 0x7)
+		if wireType == 4 {
+			return fmt.Errorf("proto: Request: wiretype end group for non-group")
+		}
+		if fieldNum <= 0 {
+			return fmt.Errorf("proto: Request: illegal tag %d (wire type %d)", fieldNum, wire)
+		}
+		switch fieldNum {
+		case 1:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Id", wireType)
+			}
+			m.Id = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.Id |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 2:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field TimeoutUs", wireType)
+			}
+			m.TimeoutUs = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.TimeoutUs |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 3:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Get", wireType)
+			}
+			var msglen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				msglen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if msglen < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			postIndex := iNdEx + msglen
+			if postIndex < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			v := &RawGetRequest{}
+			if err := v.Unmarshal(dAtA[iNdEx:postIndex]); err != nil {
+				return err
+			}
+			m.Cmd = &BatchCommandsRequest_Request_Get{v}
+			iNdEx = postIndex
+		case 4:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Put", wireType)
+			}
+			var msglen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				msglen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if msglen < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			postIndex := iNdEx + msglen
+			if postIndex < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			v := &RawPutRequest{}
+			if err := v.Unmarshal(dAtA[iNdEx:postIndex]); err != nil {
+				return err
+			}
+			m.Cmd = &BatchCommandsRequest_Request_Put{v}
+			iNdEx = postIndex
+		case 5:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Delete", wireType)
+			}
+			var msglen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				msglen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if msglen < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			postIndex := iNdEx + msglen
+			if postIndex < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			v := &RawDeleteRequest{}
+			if err := v.Unmarshal(dAtA[iNdEx:postIndex]); err != nil {
+				return err
+			}
+			m.Cmd = &BatchCommandsRequest_Request_Delete{v}
+			iNdEx = postIndex
+		default:
+			iNdEx = preIndex
+			skippy, err := skipKvrpcpb(dAtA[iNdEx:])
+			if err != nil {
+				return err
+			}
+			if (skippy < 0) || (iNdEx+skippy) < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			if (iNdEx + skippy) > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.XXX_unrecognized = append(m.XXX_unrecognized, dAtA[iNdEx:iNdEx+skippy]...)
+			iNdEx += skippy
+		}
+	}
+
+	if iNdEx > l {
+		return io.ErrUnexpectedEOF
+	}
+	return nil
+}
+func (m *BatchCommandsResponse) Unmarshal(dAtA []byte) error {
+	l := len(dAtA)
+	iNdEx := 0
+	for iNdEx < l {
+		preIndex := iNdEx
+		var wire uint64
+		for shift := uint(0); ; shift += 7 {
+			if shift >= 64 {
+				return ErrIntOverflowKvrpcpb
+			}
+			if iNdEx >= l {
+				return io.ErrUnexpectedEOF
+			}
+			b := dAtA[iNdEx]
+			iNdEx++
+			wire |= uint64(b&0x7F) << shift
+			if b < 0x80 {
+				break
+			}
+		}
+		fieldNum := int32(wire >> 3)
+		wireType := int(wire & 0x7)
+		if wireType == 4 {
+			return fmt.Errorf("proto: BatchCommandsResponse: wiretype end group for non-group")
+		}
+		if fieldNum <= 0 {
+			return fmt.Errorf("proto: BatchCommandsResponse: illegal tag %d (wire type %d)", fieldNum, wire)
+		}
+		switch fieldNum {
+		case 1:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Responses", wireType)
+			}
+			var msglen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				msglen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if msglen < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			postIndex := iNdEx + msglen
+			if postIndex < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.Responses = append(m.Responses, &BatchCommandsResponse_Response{})
+			if err := m.Responses[len(m.Responses)-1].Unmarshal(dAtA[iNdEx:postIndex]); err != nil {
+				return err
+			}
+			iNdEx = postIndex
+		case 2:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Closing", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.Closing = bool(v != 0)
+		default:
+			iNdEx = preIndex
+			skippy, err := skipKvrpcpb(dAtA[iNdEx:])
+			if err != nil {
+				return err
+			}
+			if (skippy < 0) || (iNdEx+skippy) < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			if (iNdEx + skippy) > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.XXX_unrecognized = append(m.XXX_unrecognized, dAtA[iNdEx:iNdEx+skippy]...)
+			iNdEx += skippy
+		}
+	}
+
+	if iNdEx > l {
+		return io.ErrUnexpectedEOF
+	}
+	return nil
+}
+func (m *BatchCommandsResponse_Response) Unmarshal(dAtA []byte) error {
+	l := len(dAtA)
+	iNdEx := 0
+	for iNdEx < l {
+		preIndex := iNdEx
+		var wire uint64
+		for shift := uint(0); ; shift += 7 {
+			if shift >= 64 {
+				return ErrIntOverflowKvrpcpb
+			}
+			if iNdEx >= l {
+				return io.ErrUnexpectedEOF
+			}
+			b := dAtA[iNdEx]
+			iNdEx++
+			wire |= uint64(b&0x7F) << shift
+			if b < 0x80 {
+				break
+			}
+		}
+		fieldNum := int32(wire >> 3)
+		wireType := int(wire & 0x7)
+		if wireType == 4 {
+			return fmt.Errorf("proto: Response: wiretype end group for non-group")
+		}
+		if fieldNum <= 0 {
+			return fmt.Errorf("proto: Response: illegal tag %d (wire type %d)", fieldNum, wire)
+		}
+		switch fieldNum {
+		case 1:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Id", wireType)
+			}
+			m.Id = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.Id |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 2:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Code", wireType)
+			}
+			m.Code = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.Code |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 3:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Message", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.Message = string(dAtA[iNdEx:postIndex])
+			iNdEx = postIndex
+		case 4:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Get", wireType)
+			}
+			var msglen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				msglen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if msglen < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			postIndex := iNdEx + msglen
+			if postIndex < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			v := &RawGetResponse{}
+			if err := v.Unmarshal(dAtA[iNdEx:postIndex]); err != nil {
+				return err
+			}
+			m.Cmd = &BatchCommandsResponse_Response_Get{v}
+			iNdEx = postIndex
+		case 5:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Put", wireType)
+			}
+			var msglen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				msglen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if msglen < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			postIndex := iNdEx + msglen
+			if postIndex < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			v := &RawPutResponse{}
+			if err := v.Unmarshal(dAtA[iNdEx:postIndex]); err != nil {
+				return err
+			}
+			m.Cmd = &BatchCommandsResponse_Response_Put{v}
+			iNdEx = postIndex
+		case 6:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Delete", wireType)
+			}
+			var msglen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return ErrIntOverflowKvrpcpb
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				msglen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if msglen < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			postIndex := iNdEx + msglen
+			if postIndex < 0 {
+				return ErrInvalidLengthKvrpcpb
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			v := &RawDeleteResponse{}
+			if err := v.Unmarshal(dAtA[iNdEx:postIndex]); err != nil {
+				return err
+			}
+			m.Cmd = &BatchCommandsResponse_Response_Delete{v}
 			iNdEx = postIndex
 		default:
 			iNdEx = preIndex
