@@ -71,6 +71,7 @@ type config struct {
 	jsonOut      bool
 	seed         uint64
 	conns        int
+	unary        bool
 	cpuProfile   string
 }
 
@@ -102,6 +103,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&cfg.jsonOut, "json", false, "print the report as JSON on stdout")
 	fs.Uint64Var(&cfg.seed, "seed", 0, "random seed (0: from the clock)")
 	fs.IntVar(&cfg.conns, "conns", 0, "gRPC connections per store (0: one per 16 clients, at least 2)")
+	fs.BoolVar(&cfg.unary, "unary", false, "send each get, put and delete as its own gRPC call, not on the client's batch streams")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the benchmark process to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -176,6 +178,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Timeout:             cfg.timeout,
 		RetryUnknownOutcome: cfg.retryUnknown,
 		ConnsPerStore:       cmp.Or(cfg.conns, max(2, cfg.clients/16)),
+		UnaryCalls:          cfg.unary,
 	})
 	cancel()
 	if err != nil {

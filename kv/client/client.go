@@ -43,6 +43,10 @@ type Options struct {
 	// ConnsPerStore is the number of gRPC connections kept to each store and
 	// used in turn (default 2).
 	ConnsPerStore int
+	// UnaryCalls sends every Get, Put and Delete as a gRPC call of its own.
+	// By default they go on one BatchCommands stream per connection, where
+	// the requests of concurrent callers share messages (batch.go).
+	UnaryCalls bool
 	// BackoffBase and BackoffMax shape the jittered exponential backoff
 	// between retries (defaults 5ms and 500ms).
 	BackoffBase, BackoffMax time.Duration
@@ -133,7 +137,7 @@ func NewWithScheduler(sched Scheduler, opts Options) *Client {
 		opts:   opts,
 		sched:  sched,
 		cache:  newRegionCache(),
-		stores: newStorePool(sched, opts.ConnsPerStore, dialOptions(opts.DialOptions)),
+		stores: newStorePool(sched, opts.ConnsPerStore, opts.UnaryCalls, dialOptions(opts.DialOptions)),
 	}
 }
 

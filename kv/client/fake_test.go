@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/regionkv/regionkv/kv/server"
 	"github.com/regionkv/regionkv/proto/errorpb"
 	"github.com/regionkv/regionkv/proto/kvpb"
 	"github.com/regionkv/regionkv/proto/kvrpcpb"
@@ -209,6 +210,11 @@ func (st *simStore) check(method string, rctx *kvrpcpb.Context, keys ...[]byte) 
 		}
 	}
 	return r.meta, nil, nil
+}
+
+// BatchCommands serves the batch stream as a real store does.
+func (st *simStore) BatchCommands(stream kvpb.Kv_BatchCommandsServer) error {
+	return server.ServeBatchCommands(stream, st)
 }
 
 func (st *simStore) RawGet(_ context.Context, req *kvrpcpb.RawGetRequest) (*kvrpcpb.RawGetResponse, error) {

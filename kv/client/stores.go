@@ -23,6 +23,7 @@ const resolveInterval = time.Second
 type storePool struct {
 	sched Scheduler
 	conns int
+	unary bool // no BatchCommands streams
 	dial  []grpc.DialOption
 
 	mu struct {
@@ -47,8 +48,8 @@ type storeConns struct {
 	stale atomic.Bool
 }
 
-func newStorePool(sched Scheduler, conns int, dial []grpc.DialOption) *storePool {
-	p := &storePool{sched: sched, conns: conns, dial: dial}
+func newStorePool(sched Scheduler, conns int, unary bool, dial []grpc.DialOption) *storePool {
+	p := &storePool{sched: sched, conns: conns, unary: unary, dial: dial}
 	p.mu.stores = make(map[uint64]*storeConns)
 	return p
 }
@@ -117,7 +118,11 @@ func (p *storePool) resolve(ctx context.Context, storeID uint64, old *storeConns
 			return nil, fmt.Errorf("store %d at %s: %w", storeID, store.Address, err)
 		}
 		sc.conns = append(sc.conns, conn)
-		sc.clients = append(sc.clients, kvpb.NewKvClient(conn))
+		if p.unary {
+			sc.clients = append(sc.clients, kvpb.NewKvClient(conn))
+		} else {
+			sc.clients = append(sc.clients, newBatchingClient(conn))
+		}
 	}
 	if cur != nil {
 		for _, c := range cur.conns {
