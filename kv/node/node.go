@@ -225,7 +225,8 @@ func (n *Node) startStore() error {
 // serve starts the gRPC and status servers.
 func (n *Node) serve() {
 	n.metrics = newMetrics(n)
-	n.kv = server.NewServer(n.store, server.Options{Logger: n.log, Forwarder: forwarder{pool: n.pool, sched: n.sched}})
+	n.kv = server.NewServer(n.store, server.Options{Logger: n.log, Forwarder: forwarder{pool: n.pool, sched: n.sched},
+		ObserveBatched: n.metrics.observeBatched})
 	n.grpc = grpc.NewServer(append(server.GRPCServerOptions(),
 		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor),
 		grpc.ChainStreamInterceptor(n.metrics.streamInterceptor))...)

@@ -203,6 +203,21 @@ func TestBootstrapRestart(t *testing.T) {
 		t.Fatalf("get k = %q, %v", v, err)
 	}
 
+	// A request on the batch stream is counted under its unary method.
+	bs, err := c.BatchCommands(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bs.Send(&kvrpcpb.BatchCommandsRequest{Requests: []*kvrpcpb.BatchCommandsRequest_Request{{Id: 1,
+		Cmd: &kvrpcpb.BatchCommandsRequest_Request_Delete{Delete: &kvrpcpb.RawDeleteRequest{Key: []byte("gone")}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := bs.Recv(); err != nil || len(m.Responses) != 1 || m.Responses[0].GetDelete() == nil {
+		t.Fatalf("batched delete: %v, %v", m, err)
+	}
+	bs.CloseSend()
+
 	// /status and /metrics.
 	resp, err := http.Get("http://" + n.StatusAddr() + "/status")
 	if err != nil {
@@ -221,7 +236,8 @@ func TestBootstrapRestart(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"regionkv_store_regions 1", "regionkv_store_leaders 1", `regionkv_store_grpc_duration_seconds_count{code="OK",method="/regionkv.kvpb.Kv/RawPut"}`} {
+	for _, want := range []string{"regionkv_store_regions 1", "regionkv_store_leaders 1", `regionkv_store_grpc_duration_seconds_count{code="OK",method="/regionkv.kvpb.Kv/RawPut"}`,
+		`regionkv_store_grpc_duration_seconds_count{code="OK",method="/regionkv.kvpb.Kv/RawDelete"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

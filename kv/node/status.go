@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/regionkv/regionkv/raftstore"
@@ -130,6 +131,12 @@ func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	resp, err := handler(ctx, req)
 	m.grpcDuration.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
 	return resp, err
+}
+
+// observeBatched records a request served on a BatchCommands stream as its
+// unary call would have been recorded.
+func (m *metrics) observeBatched(method string, code codes.Code, elapsed time.Duration) {
+	m.grpcDuration.WithLabelValues(method, code.String()).Observe(elapsed.Seconds())
 }
 
 func (m *metrics) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {

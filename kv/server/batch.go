@@ -27,7 +27,7 @@ import (
 // ends the stream with Unavailable, so that the client knows the requests
 // it has no answer for were never run.
 func (s *Server) BatchCommands(stream kvpb.Kv_BatchCommandsServer) error {
-	return serveBatch(stream, s, s.streamsStopped, s.spawn)
+	return serveBatch(stream, s, s.streamsStopped, s.spawn, s.obs)
 }
 
 // ServeBatchCommands serves a BatchCommands stream as Server does, running
@@ -35,12 +35,13 @@ func (s *Server) BatchCommands(stream kvpb.Kv_BatchCommandsServer) error {
 // goroutine of its own. It lets other implementations of the Kv service
 // (test fakes, proxies) serve the batch stream.
 func ServeBatchCommands(stream kvpb.Kv_BatchCommandsServer, kv kvpb.KvServer) error {
-	return serveBatch(stream, kv, nil, func(f func()) { go f() })
+	return serveBatch(stream, kv, nil, func(f func()) { go f() }, nil)
 }
 
 // serveBatch serves the stream until it ends or stop is closed (a nil stop
-// never is), running requests with spawn.
-func serveBatch(stream kvpb.Kv_BatchCommandsServer, kv kvpb.KvServer, stop <-chan struct{}, spawn func(func())) error {
+// never is), running requests with spawn and telling obs (if set) of each.
+func serveBatch(stream kvpb.Kv_BatchCommandsServer, kv kvpb.KvServer, stop <-chan struct{}, spawn func(func()),
+	obs func(method string, code codes.Code, elapsed time.Duration)) error {
 	ctx := stream.Context()
 	batches := make(chan *kvrpcpb.BatchCommandsRequest)
 	recvErr := make(chan error, 1)
@@ -74,7 +75,12 @@ loop:
 				running.Add(1)
 				spawn(func() {
 					defer running.Done()
-					out.add(batchCommand(ctx, kv, req))
+					start := time.Now()
+					resp := batchCommand(ctx, kv, req)
+					out.add(resp)
+					if obs != nil {
+						obs(batchMethod(req), codes.Code(resp.Code), time.Since(start))
+					}
 				})
 			}
 		case err := <-recvErr:
@@ -128,6 +134,19 @@ func batchCommand(ctx context.Context, kv kvpb.KvServer, req *kvrpcpb.BatchComma
 		resp.Code, resp.Message = uint32(st.Code()), st.Message()
 	}
 	return resp
+}
+
+// batchMethod is the full name of the unary method req stands for.
+func batchMethod(req *kvrpcpb.BatchCommandsRequest_Request) string {
+	switch req.Cmd.(type) {
+	case *kvrpcpb.BatchCommandsRequest_Request_Get:
+		return "/regionkv.kvpb.Kv/RawGet"
+	case *kvrpcpb.BatchCommandsRequest_Request_Put:
+		return "/regionkv.kvpb.Kv/RawPut"
+	case *kvrpcpb.BatchCommandsRequest_Request_Delete:
+		return "/regionkv.kvpb.Kv/RawDelete"
+	}
+	return "/regionkv.kvpb.Kv/BatchCommands"
 }
 
 // batchOut collects a stream's finished responses for its one sender.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -63,6 +64,10 @@ type Options struct {
 	// context to the store that leads their region (see ForwardedFromMetadata).
 	// Without it such requests get NotLeader or RegionNotFound.
 	Forwarder Forwarder
+	// ObserveBatched, if set, is told of every request served on a
+	// BatchCommands stream, under the full name of its unary method, so
+	// that metrics see batched and unary calls alike.
+	ObserveBatched func(method string, code codes.Code, elapsed time.Duration)
 }
 
 // Server implements the Kv gRPC service on top of a Store. It is safe for
@@ -70,7 +75,8 @@ type Options struct {
 // goroutine gRPC gives it.
 type Server struct {
 	store  Store
-	fwd    Forwarder // nil: no forwarding
+	fwd    Forwarder                                                   // nil: no forwarding
+	obs    func(method string, code codes.Code, elapsed time.Duration) // nil: none
 	log    *slog.Logger
 	health *health.Server
 
@@ -96,6 +102,7 @@ func NewServer(store Store, opts Options) *Server {
 	s := &Server{
 		store:  store,
 		fwd:    opts.Forwarder,
+		obs:    opts.ObserveBatched,
 		log:    logger.With("component", "kv-server"),
 		health: health.NewServer(),
 
