@@ -43,22 +43,7 @@ func ServeBatchCommands(stream kvpb.Kv_BatchCommandsServer, kv kvpb.KvServer) er
 func serveBatch(stream kvpb.Kv_BatchCommandsServer, kv kvpb.KvServer, stop <-chan struct{}, spawn func(func()),
 	obs func(method string, code codes.Code, elapsed time.Duration)) error {
 	ctx := stream.Context()
-	batches := make(chan *kvrpcpb.BatchCommandsRequest)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			batch, err := stream.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case batches <- batch:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	batches, recvErr := receive(ctx, stream.Recv)
 	out := newBatchOut()
 	sendErr := make(chan error, 1)
 	go func() { sendErr <- out.sendAll(stream) }()

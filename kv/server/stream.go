@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -21,24 +22,7 @@ import (
 // StopStreams is called.
 func (s *Server) Raft(stream kvpb.Kv_RaftServer) error {
 	ctx := stream.Context()
-	batches := make(chan *raft_serverpb.RaftMessageBatch)
-	recvErr := make(chan error, 1)
-	// Receive on a goroutine, so that StopStreams can end an idle stream.
-	// It ends when Recv fails, at the latest when this handler returns.
-	go func() {
-		for {
-			batch, err := stream.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case batches <- batch:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	batches, recvErr := receive(ctx, stream.Recv)
 	for {
 		var batch *raft_serverpb.RaftMessageBatch
 		select {
@@ -74,6 +58,30 @@ func (s *Server) Raft(stream kvpb.Kv_RaftServer) error {
 			s.log.Log(ctx, level, "dropped raft message", s.raftMessageAttrs(stream, msg, err)...)
 		}
 	}
+}
+
+// receive calls recv on a goroutine of its own and hands over each message,
+// so that a stream handler can wait for the next one and for StopStreams at
+// once. It ends when recv fails (the error goes to the second channel), at
+// the latest when the handler returns and ctx ends.
+func receive[T any](ctx context.Context, recv func() (T, error)) (<-chan T, <-chan error) {
+	msgs := make(chan T)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return msgs, recvErr
 }
 
 // StopStreams ends every Raft stream, now and later, with Unavailable: the
