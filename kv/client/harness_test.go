@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anishathalye/porcupine"
 	"google.golang.org/grpc"
 
 	"github.com/regionkv/regionkv/kv/server"
@@ -209,4 +211,97 @@ func TestHarnessLeaderStoreStops(t *testing.T) {
 		}
 	}
 	t.Logf("served again %v after the leader's store stopped", time.Since(start).Round(time.Millisecond))
+}
+
+// TestHarnessClientLinearizable: clients sharing one kv/client (so their
+// gets, puts and deletes share the batch streams) against real raftstores,
+// while leadership moves every few hundred milliseconds and the leader is
+// now and then cut off from its followers: every answered operation fits a
+// linearizable history, and ambiguous writes are reported as such.
+func TestHarnessClientLinearizable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-store harness cluster")
+	}
+	c := harness.New(t, harness.Options{Stores: 3})
+	c.WaitLeader(1)
+	cli := harnessClient(t, c, Options{BackoffMax: 50 * time.Millisecond, AttemptTimeout: time.Second})
+	rec := harness.NewRecorder()
+	keys := []string{"k0", "k1", "k2", "k3"}
+	var seq atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for client := range 8 {
+		rng := rand.New(rand.NewPCG(uint64(c.Seed()), uint64(client)))
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := keys[rng.IntN(len(keys))]
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				switch n := rng.IntN(10); {
+				case n < 4:
+					op := rec.Begin(client, harness.KVInput{Kind: harness.OpGet, Key: key})
+					v, err := cli.Get(ctx, []byte(key))
+					switch {
+					case errors.Is(err, ErrNotFound):
+						op.Done(harness.KVOutput{})
+					case err != nil:
+						op.Unknown()
+					default:
+						op.Done(harness.KVOutput{Value: string(v), Found: true})
+					}
+				case n < 9:
+					val := fmt.Sprintf("v%d", seq.Add(1))
+					op := rec.Begin(client, harness.KVInput{Kind: harness.OpPut, Key: key, Value: val})
+					if err := cli.Put(ctx, []byte(key), []byte(val)); err != nil {
+						op.Unknown() // ambiguous, or failed: either way it may not have happened
+					} else {
+						op.Done(harness.KVOutput{})
+					}
+				default:
+					op := rec.Begin(client, harness.KVInput{Kind: harness.OpDelete, Key: key})
+					if err := cli.Delete(ctx, []byte(key)); err != nil {
+						op.Unknown()
+					} else {
+						op.Done(harness.KVOutput{})
+					}
+				}
+				cancel()
+			}
+		})
+	}
+	// Chaos: move leadership around, and cut the leader off now and then.
+	deadline := time.Now().Add(4 * time.Second)
+	transfers, isolations := 0, 0
+	for i := 0; time.Now().Before(deadline); i++ {
+		leader := c.WaitLeader(1)
+		if i%4 == 3 {
+			isolations++
+			c.Network().Isolate(leader.StoreID)
+			time.Sleep(400 * time.Millisecond)
+			c.Network().Heal()
+		} else {
+			r := c.RegionOf([]byte("k0"))
+			for _, p := range r.Peers {
+				if p.StoreId != leader.StoreID {
+					transfers++
+					c.MustTransferLeader(1, p)
+					break
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d leader transfers, %d isolations of the leader", transfers, isolations)
+	if rec.Len() < 100 {
+		t.Fatalf("only %d operations ran: the test proves little", rec.Len())
+	}
+	if res := rec.CheckLinearizable(t, time.Minute); res != porcupine.Ok && res != porcupine.Unknown {
+		t.Fatal("the history is not linearizable")
+	}
 }
