@@ -35,6 +35,9 @@ func TestLimitsMatchServer(t *testing.T) {
 			t.Errorf("%s: client %d, server %d", c.name, c.client, c.srvr)
 		}
 	}
+	if notRunPrefix != server.NotRunPrefix {
+		t.Errorf("not-run prefix: client %q, server %q", notRunPrefix, server.NotRunPrefix)
+	}
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -341,6 +344,51 @@ func TestUnknownOutcome(t *testing.T) {
 	if !errors.Is(err, ErrUnknownOutcome) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("put past its deadline = %v, want ErrUnknownOutcome and DeadlineExceeded", err)
 	}
+}
+
+// TestUnaryWriteUnavailable: a unary write (BatchPut) that fails with
+// Unavailable is retried elsewhere only if it never reached the store or the
+// store says it did not run it; Unavailable from a connection that broke
+// after the request was sent is an unknown outcome.
+func TestUnaryWriteUnavailable(t *testing.T) {
+	pairs := []KvPair{{Key: []byte("a"), Value: []byte("1")}}
+	t.Run("store did not run it", func(t *testing.T) {
+		s := newSim(t, 3)
+		c := newSimClient(t, s, fastOptions())
+		n := 0
+		s.setInject(func(method string, _ uint64, _ *kvrpcpb.Context) (*errorpb.Error, error) {
+			if n++; n == 1 {
+				return nil, status.Error(codes.Unavailable, server.NotRunPrefix+"store stopped")
+			}
+			return nil, nil
+		})
+		if err := c.BatchPut(testCtx(t), pairs); err != nil {
+			t.Fatalf("batch put: %v", err)
+		}
+		mustGet(t, c, "a", "1")
+	})
+	t.Run("connection broke after the send", func(t *testing.T) {
+		s := newSim(t, 3)
+		c := newSimClient(t, s, fastOptions())
+		s.setInject(func(method string, store uint64, _ *kvrpcpb.Context) (*errorpb.Error, error) {
+			go s.stores[store].g.Stop() // closes the connection under the call
+			time.Sleep(200 * time.Millisecond)
+			return nil, nil
+		})
+		if err := c.BatchPut(testCtx(t), pairs); !errors.Is(err, ErrUnknownOutcome) {
+			t.Fatalf("batch put whose connection broke = %v, want ErrUnknownOutcome", err)
+		}
+	})
+	t.Run("Unavailable without the prefix", func(t *testing.T) {
+		s := newSim(t, 3)
+		c := newSimClient(t, s, fastOptions())
+		s.setInject(func(string, uint64, *kvrpcpb.Context) (*errorpb.Error, error) {
+			return nil, status.Error(codes.Unavailable, "down")
+		})
+		if err := c.BatchPut(testCtx(t), pairs); !errors.Is(err, ErrUnknownOutcome) {
+			t.Fatalf("batch put answered a bare Unavailable = %v, want ErrUnknownOutcome", err)
+		}
+	})
 }
 
 // TestUnreachable: no scheduler, or no store, gives a clear error within

@@ -26,7 +26,11 @@
 //     StoreNotMatch (the store's address is looked up again). RaftEntryTooLarge
 //     is not retried. A region error means the request was not applied;
 //   - gRPC Unavailable (the store is down or unreachable: the next voter is
-//     tried and the store's address is looked up again);
+//     tried and the store's address is looked up again). For a write, only
+//     when the request cannot have run: it never reached a connection, the
+//     store said it did not run it, or (on a batch stream) the store's
+//     closing message says so. A connection that broke after a write went
+//     out makes its outcome unknown (below);
 //   - for reads only, gRPC Unknown and an attempt that outlived
 //     Options.AttemptTimeout.
 //
@@ -37,8 +41,9 @@
 //
 // A store answers gRPC Unknown when a write was proposed but it cannot tell
 // whether it was applied (raftstore.ErrProposalUnknown: the proposing leader
-// was deposed before it saw its entry). An attempt that times out is just as
-// ambiguous. By default the client does not retry such a write: it returns an
+// was deposed before it saw its entry). An attempt that times out, and one
+// whose connection or batch stream broke after the write was sent, are just
+// as ambiguous. By default the client does not retry such a write: it returns an
 // error that matches ErrUnknownOutcome (errors.Is), so that the caller
 // decides. A write whose context ends after an ambiguous attempt matches both
 // ErrUnknownOutcome and the context's error.
@@ -49,9 +54,7 @@
 // regionkv-bench do. The price is the usual one of retried writes: an attempt
 // that was in fact applied may take effect before the retry, and a
 // concurrent writer's value written in between may be overwritten by the
-// retry. Writes retried after gRPC Unavailable carry the same (small) risk,
-// since a connection can break after a request was sent; the client accepts
-// it because Unavailable almost always means the request never left.
+// retry.
 //
 // # Multi-region calls
 //

@@ -51,6 +51,7 @@ type simStore struct {
 	id   uint64
 	addr string
 	s    *sim
+	g    *grpc.Server
 }
 
 // newSim starts n stores and one region over the whole key space with a
@@ -67,8 +68,8 @@ func newSim(t *testing.T, n int) *sim {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st := &simStore{id: id, addr: lis.Addr().String(), s: s}
 		g := grpc.NewServer()
+		st := &simStore{id: id, addr: lis.Addr().String(), s: s, g: g}
 		kvpb.RegisterKvServer(g, st)
 		go g.Serve(lis)
 		t.Cleanup(g.Stop)

@@ -51,6 +51,12 @@ const (
 	MaxScanLimit = 100_000
 )
 
+// NotRunPrefix begins the message of every Unavailable status the server
+// itself returns for a request (the store is stopping): the request was not
+// run, and a client may send it elsewhere. An Unavailable without it comes
+// from the connection, which may have failed after the request was sent.
+const NotRunPrefix = "regionkv: not run: "
+
 // Compile-time checks of the relations documented above.
 var (
 	_ [MaxBatchBytes - (MaxKeySize + MaxValueSize)]struct{}

@@ -47,7 +47,7 @@ func storeErr(err error) error {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return status.FromContextError(err).Err()
 	case errors.Is(err, raftstore.ErrStoreStopped):
-		return status.Error(codes.Unavailable, err.Error())
+		return status.Error(codes.Unavailable, NotRunPrefix+err.Error())
 	case errors.Is(err, raftstore.ErrProposalUnknown):
 		return status.Error(codes.Unknown, err.Error()+": the write may or may not have been applied")
 	}
