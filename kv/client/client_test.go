@@ -35,9 +35,6 @@ func TestLimitsMatchServer(t *testing.T) {
 			t.Errorf("%s: client %d, server %d", c.name, c.client, c.srvr)
 		}
 	}
-	if notRunPrefix != server.NotRunPrefix {
-		t.Errorf("not-run prefix: client %q, server %q", notRunPrefix, server.NotRunPrefix)
-	}
 }
 
 func testCtx(t *testing.T) context.Context {

@@ -14,8 +14,3 @@ const (
 	// maxGRPCMessage is the largest message a store accepts.
 	maxGRPCMessage = 32 << 20
 )
-
-// notRunPrefix begins the message of an Unavailable that a store returns
-// for a request it did not run (server.NotRunPrefix; a test checks that
-// they agree).
-const notRunPrefix = "regionkv: not run: "

@@ -3,18 +3,15 @@ package client
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 
+	"github.com/regionkv/regionkv/internal/writeoutcome"
 	"github.com/regionkv/regionkv/proto/kvpb"
 )
 
@@ -65,38 +62,8 @@ func dialOptions(extra []grpc.DialOption) []grpc.DialOption {
 		// Stores admit client pings every 5 s (kv/server keepalive policy).
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(maxGRPCMessage)),
-		grpc.WithChainUnaryInterceptor(sentWriteUnavailable),
+		grpc.WithChainUnaryInterceptor(writeoutcome.UnaryClientInterceptor),
 	}, extra...)
-}
-
-// unaryWrites are the unary Kv methods that change data.
-var unaryWrites = map[string]bool{
-	"/regionkv.kvpb.Kv/RawPut":         true,
-	"/regionkv.kvpb.Kv/RawDelete":      true,
-	"/regionkv.kvpb.Kv/RawBatchPut":    true,
-	"/regionkv.kvpb.Kv/RawBatchDelete": true,
-	"/regionkv.kvpb.Kv/RawDeleteRange": true,
-}
-
-// sentWriteUnavailable turns the Unavailable of a unary write that had
-// reached a connection into Unknown: gRPC reports a connection that broke
-// after the request went out as Unavailable too, and the store may have run
-// the write. Unavailable stays Unavailable when the call never got a
-// connection (the request was not sent) or when the store itself says it
-// did not run the request (server.NotRunPrefix): the retry loop then tries
-// another store, which is safe only then.
-func sentWriteUnavailable(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
-	invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	if !unaryWrites[method] {
-		return invoker(ctx, method, req, reply, cc, opts...)
-	}
-	var p peer.Peer
-	err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&p))...)
-	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && p.Addr != nil &&
-		!strings.HasPrefix(st.Message(), notRunPrefix) {
-		return status.Errorf(codes.Unknown, "regionkv: the connection failed after the request was sent: %s", st.Message())
-	}
-	return err
 }
 
 // client returns a Kv client of the store and its address.

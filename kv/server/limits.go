@@ -1,6 +1,9 @@
 package server
 
-import "github.com/regionkv/regionkv/internal/routekey"
+import (
+	"github.com/regionkv/regionkv/internal/routekey"
+	"github.com/regionkv/regionkv/internal/writeoutcome"
+)
 
 // Request limits. They are part of the public contract: a request beyond any
 // of them is rejected with gRPC InvalidArgument before it reaches the
@@ -54,8 +57,9 @@ const (
 // NotRunPrefix begins the message of every Unavailable status the server
 // itself returns for a request (the store is stopping): the request was not
 // run, and a client may send it elsewhere. An Unavailable without it comes
-// from the connection, which may have failed after the request was sent.
-const NotRunPrefix = "regionkv: not run: "
+// from the connection, which may have failed after the request was sent
+// (internal/writeoutcome).
+const NotRunPrefix = writeoutcome.NotRunPrefix
 
 // Compile-time checks of the relations documented above.
 var (

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	_ "github.com/regionkv/regionkv/internal/grpccodec" // the gogo-aware "proto" codec
+	"github.com/regionkv/regionkv/internal/writeoutcome"
 	"github.com/regionkv/regionkv/proto/metapb"
 )
 
@@ -107,6 +108,9 @@ func (p *Pool) dialOptions() []grpc.DialOption {
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: p.opts.ConnectTimeout}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize)),
+		// Forwarded writes (kv/server) must not take an Unavailable after
+		// the send for "not run".
+		grpc.WithChainUnaryInterceptor(writeoutcome.UnaryClientInterceptor),
 	}, p.opts.DialOptions...)
 }
 
