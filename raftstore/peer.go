@@ -42,10 +42,13 @@ func (s *PeerStatus) IsLeader() bool { return s.RaftState == raft.StateLeader }
 // locks; only status is read by other goroutines.
 type peer struct {
 	store *Store
-	meta  *metapb.Peer // this peer; immutable
-	ps    *PeerStorage
-	rn    *raft.RawNode
-	log   *slog.Logger
+	// deferred are raft messages left for the next round: a round steps at
+	// most Store.appendBudget bytes of appended entries (handleMsgs).
+	deferred []peerMsg
+	meta     *metapb.Peer // this peer; immutable
+	ps       *PeerStorage
+	rn       *raft.RawNode
+	log      *slog.Logger
 
 	// peerCache maps peer ids of the region to peers, for addressing messages.
 	peerCache map[uint64]*metapb.Peer
@@ -174,7 +177,17 @@ func (p *peer) handleMsgs(msgs []peerMsg) {
 		}
 		return
 	}
-	ticks := 0
+	// Raft messages deferred by the last round go first, in order. Once
+	// this round has stepped appendBudget bytes of appended entries, the
+	// remaining raft messages wait for the next round: a follower catching
+	// up may have many MB of MsgApps queued, and its Ready must fit in one
+	// raft-DB transaction. Raft messages only: the others are answered or
+	// applied now, whatever becomes of the peer.
+	if len(p.deferred) > 0 {
+		msgs = append(p.deferred, msgs...)
+		p.deferred = nil
+	}
+	ticks, appended := 0, 0
 	for i := range msgs {
 		m := &msgs[i]
 		if p.dead {
@@ -186,6 +199,12 @@ func (p *peer) handleMsgs(msgs []peerMsg) {
 		}
 		switch m.kind {
 		case peerMsgRaft:
+			n := appendBytes(m.raft)
+			if len(p.deferred) > 0 || (appended > 0 && appended+n > p.store.appendBudget) {
+				p.deferred = append(p.deferred, *m)
+				continue
+			}
+			appended += n
 			p.onRaftMessage(m.raft)
 		case peerMsgCommand:
 			p.wake()
@@ -225,6 +244,18 @@ func (p *peer) handleMsgs(msgs []peerMsg) {
 }
 
 const maxTicksPerRound = 2
+
+// appendBytes is the size of the entries a raft message appends.
+func appendBytes(msg *rspb.RaftMessage) int {
+	if msg.GetMessage() == nil || msg.Message.Type != raftpb.MsgApp {
+		return 0
+	}
+	n := 0
+	for i := range msg.Message.Entries {
+		n += msg.Message.Entries[i].Size()
+	}
+	return n
+}
 
 func (p *peer) onTick() {
 	p.rn.Tick()

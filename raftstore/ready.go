@@ -143,7 +143,7 @@ func (p *peer) finishReady() bool {
 	p.publishLease()
 	p.ps.cache.compactTo(p.ps.appliedIndex() + 1)
 	p.publishStatus()
-	return p.rn.HasReady()
+	return p.rn.HasReady() || len(p.deferred) > 0
 }
 
 // serveReads answers every read whose read index has been applied, with a

@@ -56,6 +56,12 @@ type Store struct {
 	leaseDur time.Duration
 	sendSem  chan struct{} // bounds concurrent snapshot sends
 	recvSem  chan struct{} // bounds concurrent snapshot receives
+	// raftBatchBytes and raftBatchOps bound a worker's raft batch (one
+	// Badger transaction) before it is committed early, and appendBudget
+	// bounds the entries one peer steps in a round (see handleMsgs): both
+	// keep a round's writes inside the raft DB's transaction limits.
+	raftBatchBytes, raftBatchOps int
+	appendBudget                 int
 
 	// meta is what other goroutines may read about the peers.
 	meta struct {
@@ -111,8 +117,15 @@ func NewStore(cfg Config, engines *engine.Engines, trans Transport) (*Store, err
 		splitq:  make(chan splitCheckTask, 64),
 		schedq:  make(chan func(context.Context), 1024),
 		sendSem: make(chan struct{}, cfg.SnapMaxConcurrentSends),
-		recvSem: make(chan struct{}, cfg.SnapMaxConcurrentReceives),
-		stopc:   make(chan struct{}),
+		// Badger refuses a transaction past MaxBatchSize bytes (counting
+		// values under the value-log threshold in full) or MaxBatchCount
+		// writes. A round commits early past half of that, and one peer's
+		// Ready adds at most a quarter of it in entries plus its states.
+		raftBatchBytes: int(engines.Raft.MaxBatchSize() / 2),
+		raftBatchOps:   int(engines.Raft.MaxBatchCount() / 2),
+		appendBudget:   int(engines.Raft.MaxBatchSize() / 4),
+		recvSem:        make(chan struct{}, cfg.SnapMaxConcurrentReceives),
+		stopc:          make(chan struct{}),
 	}
 	s.leaseDur = cfg.leaseDuration()
 	s.ctx, s.cancel = context.WithCancel(context.Background())

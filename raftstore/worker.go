@@ -45,12 +45,6 @@ func (w *raftWorker) run() {
 	}
 }
 
-// A round's raft batch is committed early once it grows past these.
-const (
-	raftBatchFlushBytes = 32 << 20
-	raftBatchFlushOps   = 16 << 10
-)
-
 func (w *raftWorker) commitRaftBatch() {
 	if w.raftWB.Len() == 0 {
 		return
@@ -106,7 +100,7 @@ func (w *raftWorker) round() {
 			entries += len(p.ready.Entries)
 			applied += len(p.ready.CommittedEntries)
 		}
-		if w.raftWB.Size() > raftBatchFlushBytes || w.raftWB.Len() > raftBatchFlushOps {
+		if w.raftWB.Size() > w.store.raftBatchBytes || w.raftWB.Len() > w.store.raftBatchOps {
 			// Keep one transaction well inside Badger's limit; every peer's
 			// Ready still lands atomically.
 			w.commitRaftBatch()
