@@ -42,13 +42,10 @@ func (s *PeerStatus) IsLeader() bool { return s.RaftState == raft.StateLeader }
 // locks; only status is read by other goroutines.
 type peer struct {
 	store *Store
-	// deferred are raft messages left for the next round: a round steps at
-	// most Store.appendBudget bytes of appended entries (handleMsgs).
-	deferred []peerMsg
-	meta     *metapb.Peer // this peer; immutable
-	ps       *PeerStorage
-	rn       *raft.RawNode
-	log      *slog.Logger
+	meta  *metapb.Peer // this peer; immutable
+	ps    *PeerStorage
+	rn    *raft.RawNode
+	log   *slog.Logger
 
 	// peerCache maps peer ids of the region to peers, for addressing messages.
 	peerCache map[uint64]*metapb.Peer
@@ -91,6 +88,9 @@ type peer struct {
 	// compacted lists raft log ranges truncated this round; their keys are
 	// deleted in the background once the round's kv writes are synced.
 	compacted []gcTask
+	// deferred are raft messages left for the next round: a round steps at
+	// most Store.appendBudget bytes of appended entries (handleMsgs).
+	deferred []peerMsg
 
 	// pendingSplits are regions this round's splits created; their peers
 	// start once the round's kv writes commit.

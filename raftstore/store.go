@@ -117,17 +117,17 @@ func NewStore(cfg Config, engines *engine.Engines, trans Transport) (*Store, err
 		splitq:  make(chan splitCheckTask, 64),
 		schedq:  make(chan func(context.Context), 1024),
 		sendSem: make(chan struct{}, cfg.SnapMaxConcurrentSends),
-		// Badger refuses a transaction past MaxBatchSize bytes (counting
-		// values under the value-log threshold in full) or MaxBatchCount
-		// writes. A round commits early past half of that, and one peer's
-		// Ready adds at most a quarter of it in entries plus its states.
-		raftBatchBytes: int(engines.Raft.MaxBatchSize() / 2),
-		raftBatchOps:   int(engines.Raft.MaxBatchCount() / 2),
-		appendBudget:   int(engines.Raft.MaxBatchSize() / 4),
-		recvSem:        make(chan struct{}, cfg.SnapMaxConcurrentReceives),
-		stopc:          make(chan struct{}),
+		recvSem: make(chan struct{}, cfg.SnapMaxConcurrentReceives),
+		stopc:   make(chan struct{}),
 	}
 	s.leaseDur = cfg.leaseDuration()
+	// Badger refuses a transaction past MaxBatchSize bytes (counting values
+	// under the value-log threshold in full) or MaxBatchCount writes. A
+	// round commits early past half of that, and one peer's Ready adds at
+	// most a quarter of it in entries plus its states.
+	s.raftBatchBytes = int(engines.Raft.MaxBatchSize() / 2)
+	s.raftBatchOps = int(engines.Raft.MaxBatchCount() / 2)
+	s.appendBudget = int(engines.Raft.MaxBatchSize() / 4)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.logGC = newLogGCWorker(s)
 	s.ticking = newStoreTicking()

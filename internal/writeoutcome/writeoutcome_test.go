@@ -54,13 +54,9 @@ func serve(t *testing.T, s *store) (kvpb.KvClient, *grpc.Server) {
 	return dial(t, lis.Addr().String()), g
 }
 
-func TestUnaryClientInterceptor(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	put := &kvrpcpb.RawBatchPutRequest{}
-
-	// The connection breaks under a write: Unknown. Under a read: it stays
-	// Unavailable (a read is safe to retry).
+// breaking serves a store that, answering a call, closes the connection
+// under it first.
+func breaking(t *testing.T) kvpb.KvClient {
 	s := &store{}
 	c, g := serve(t, s)
 	s.answer = func() error {
@@ -68,17 +64,20 @@ func TestUnaryClientInterceptor(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		return nil
 	}
-	if _, err := c.RawBatchPut(ctx, put); status.Code(err) != codes.Unknown {
+	return c
+}
+
+func TestUnaryClientInterceptor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	put := &kvrpcpb.RawBatchPutRequest{}
+
+	// The connection breaks under a write: Unknown. Under a read: it stays
+	// Unavailable (a read is safe to retry).
+	if _, err := breaking(t).RawBatchPut(ctx, put); status.Code(err) != codes.Unknown {
 		t.Errorf("write whose connection broke: %v, want Unknown", err)
 	}
-	s2 := &store{}
-	c2, g2 := serve(t, s2)
-	s2.answer = func() error {
-		go g2.Stop()
-		time.Sleep(200 * time.Millisecond)
-		return nil
-	}
-	if _, err := c2.RawGet(ctx, &kvrpcpb.RawGetRequest{}); status.Code(err) != codes.Unavailable {
+	if _, err := breaking(t).RawGet(ctx, &kvrpcpb.RawGetRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("read whose connection broke: %v, want Unavailable", err)
 	}
 
