@@ -1,0 +1,212 @@
+package raftlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"golang.org/x/sys/unix"
+
+	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
+)
+
+// Batch is a set of operations that Write makes one record, applied
+// atomically. The zero value is empty and ready to use; Reset reuses one.
+type Batch struct {
+	// buf is the record: header space, then the payload.
+	buf  []byte
+	ops  []batchOp
+	locs []loc // the appended entries of every append op; off is within buf
+}
+
+type batchOp struct {
+	kind    byte
+	region  uint64
+	index   uint64 // append: first index; deleteTo: end
+	lo, hi  int    // append: the op's locs in Batch.locs; state: bytes in buf
+	payload int    // where the op begins in buf
+}
+
+// Reset empties b, keeping its memory.
+func (b *Batch) Reset() {
+	b.buf = append(b.buf[:0], make([]byte, recHeader)...)
+	b.ops = b.ops[:0]
+	b.locs = b.locs[:0]
+}
+
+func (b *Batch) init() {
+	if len(b.buf) < recHeader {
+		b.Reset()
+	}
+}
+
+// Empty reports whether b holds no operation.
+func (b *Batch) Empty() bool { return len(b.ops) == 0 }
+
+// Len returns the number of operations in b.
+func (b *Batch) Len() int { return len(b.ops) }
+
+// Size returns the bytes b will write.
+func (b *Batch) Size() int { return max(len(b.buf), recHeader) }
+
+func (b *Batch) op(kind byte, region uint64) *batchOp {
+	b.init()
+	b.ops = append(b.ops, batchOp{kind: kind, region: region, payload: len(b.buf)})
+	b.buf = append(b.buf, kind)
+	b.buf = binary.AppendUvarint(b.buf, region)
+	return &b.ops[len(b.ops)-1]
+}
+
+// Append adds region's entries ents, which replace any entries from
+// ents[0].Index on.
+func (b *Batch) Append(region uint64, ents []raftpb.Entry) {
+	if len(ents) == 0 {
+		return
+	}
+	b.beginAppend(region, ents[0].Index, len(ents))
+	for i := range ents {
+		e := &ents[i]
+		if e.Index != ents[0].Index+uint64(i) {
+			panic(fmt.Sprintf("raftlog: region %d: entries not contiguous at %d", region, e.Index))
+		}
+		dst := b.addEntry(e.Term, e.Size())
+		if _, err := e.MarshalToSizedBuffer(dst); err != nil {
+			panic(fmt.Sprintf("raftlog: marshal entry: %v", err))
+		}
+	}
+}
+
+func (b *Batch) beginAppend(region, first uint64, count int) {
+	op := b.op(opAppend, region)
+	op.index = first
+	op.lo, op.hi = len(b.locs), len(b.locs)
+	b.buf = binary.AppendUvarint(b.buf, first)
+	b.buf = binary.AppendUvarint(b.buf, uint64(count))
+}
+
+// addEntry adds one entry of the open append and returns the space for its
+// encoding.
+func (b *Batch) addEntry(term uint64, size int) []byte {
+	b.buf = binary.AppendUvarint(b.buf, term)
+	b.buf = binary.AppendUvarint(b.buf, uint64(size))
+	off := len(b.buf)
+	b.buf = slices.Grow(b.buf, size)[:off+size]
+	b.locs = append(b.locs, loc{term: term, off: int64(off), size: uint32(size)})
+	b.ops[len(b.ops)-1].hi++
+	return b.buf[off:]
+}
+
+// SetState sets region's RaftLocalState.
+func (b *Batch) SetState(region uint64, st *rspb.RaftLocalState) {
+	size := st.Size()
+	op := b.op(opState, region)
+	b.buf = binary.AppendUvarint(b.buf, uint64(size))
+	op.lo = len(b.buf)
+	b.buf = slices.Grow(b.buf, size)[:op.lo+size]
+	op.hi = len(b.buf)
+	if _, err := st.MarshalToSizedBuffer(b.buf[op.lo:op.hi]); err != nil {
+		panic(fmt.Sprintf("raftlog: marshal state: %v", err))
+	}
+}
+
+func (b *Batch) setState(region uint64, state []byte) {
+	op := b.op(opState, region)
+	b.buf = binary.AppendUvarint(b.buf, uint64(len(state)))
+	op.lo = len(b.buf)
+	b.buf = append(b.buf, state...)
+	op.hi = len(b.buf)
+}
+
+// DeleteTo deletes region's entries below end. Only delete entries whose
+// application is durable.
+func (b *Batch) DeleteTo(region, end uint64) {
+	op := b.op(opDeleteTo, region)
+	op.index = end
+	b.buf = binary.AppendUvarint(b.buf, end)
+}
+
+// Clean deletes region's entries and state.
+func (b *Batch) Clean(region uint64) {
+	b.op(opClean, region)
+}
+
+// apply updates l's index with b, written at offset base of segment file.
+func (b *Batch) apply(l *Log, file uint64, base int64) {
+	for i := range b.ops {
+		op := &b.ops[i]
+		switch op.kind {
+		case opAppend:
+			locs := b.locs[op.lo:op.hi]
+			for j := range locs {
+				locs[j].file = file
+				locs[j].off += base
+			}
+			l.append(op.region, op.index, locs)
+		case opState:
+			l.setState(op.region, b.buf[op.lo:op.hi])
+		case opDeleteTo:
+			l.deleteTo(op.region, op.index)
+		case opClean:
+			delete(l.regions, op.region)
+		}
+	}
+}
+
+// decoder reads a payload; the first error sticks.
+type decoder struct {
+	b   []byte
+	pos int
+	err error
+}
+
+var errShort = errors.New("truncated payload")
+
+func (d *decoder) done() bool { return d.err != nil || d.pos >= len(d.b) }
+
+func (d *decoder) byte() byte {
+	if d.err != nil || d.pos >= len(d.b) {
+		d.err = errShort
+		return 0
+	}
+	d.pos++
+	return d.b[d.pos-1]
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b[d.pos:])
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.pos += n
+	return v
+}
+
+func (d *decoder) skip(n uint64) {
+	if d.err == nil && n > uint64(len(d.b)-d.pos) {
+		d.err = errShort
+	}
+	if d.err == nil {
+		d.pos += int(n)
+	}
+}
+
+// fdatasync flushes f's data, and its size when that changed.
+func fdatasync(f *os.File) error {
+	for {
+		err := unix.Fdatasync(int(f.Fd()))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("raftlog: fdatasync %s: %w", f.Name(), err)
+		}
+		return nil
+	}
+}

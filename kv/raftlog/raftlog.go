@@ -1,0 +1,723 @@
+// Package raftlog is a store's raft log engine: the raft log entries and
+// RaftLocalState of every region on the store, in one append-only log of
+// segment files with an index in memory, in the manner of etcd's WAL and
+// TiKV's raft-engine.
+//
+// Why not a Badger DB: a raft log is written once at its tail, read back
+// rarely (the peers keep recent entries in memory) and deleted from its head.
+// Badger made each entry a skiplist insert, a memtable-log write and later a
+// flush and compactions, and each log-GC deletion a tombstone doing the same;
+// with 16 regions Badger's write path was a quarter of a store's CPU
+// (docs/BENCHMARKS.md). Here a raft round's writes are one write() of one
+// record and one fdatasync.
+//
+// # Files
+//
+// The log is a sequence of segments named %016x.rlog by their id. Each starts
+// with a 16-byte header (magic, id) and holds records:
+//
+//	length u32 | crc u32 | payload
+//
+// The CRC (Castagnoli) covers the segment id, the length and the payload, so
+// a record copied from another segment does not verify. A payload is a
+// sequence of operations, each a kind byte followed by uvarints:
+//
+//	append    region first count (term size entry-bytes){count}
+//	state     region size RaftLocalState-bytes
+//	deleteTo  region end           entries below end go
+//	clean     region               all entries and the state go
+//
+// An append at index i replaces the region's entries from i on (a raft
+// conflict); an append that does not touch the current entries starts the
+// region's log afresh.
+//
+// # Segments, checkpoints and purging
+//
+// Once the active segment passes Options.SegmentSize, the log rotates: it
+// syncs the segment, and creates the next one (under a temporary name,
+// renamed once synced) whose first record is a checkpoint: every region's
+// current state, and the entries of regions whose oldest entry sits two or
+// more segments back and whose log is small (idle regions that log GC does
+// not compact would otherwise pin old segments forever). Replaying the
+// segments from any checkpoint onward therefore gives the same states and the
+// same live entries as replaying them all, as long as no live entry sits in
+// an earlier segment; purge deletes exactly those earlier segments, after
+// syncing the active one so that every deletion it relies on is durable.
+//
+// # Recovery
+//
+// Open replays every segment in order. A record that does not verify ends the
+// newest segment (a write torn by a crash; it was never acknowledged, since
+// a write is acknowledged only after its fdatasync), and the segment is cut
+// there; in any older segment it is corruption and Open fails. Open then
+// starts a new segment, so a segment is never appended to after a crash.
+//
+// Entries must only be deleted (deleteTo) once the applied state that makes
+// them unnecessary is durable; raftstore syncs the kv DB first.
+package raftlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"golang.org/x/sys/unix"
+
+	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
+)
+
+const (
+	magic      = "RKVRLOG1"
+	fileHeader = 16 // magic, segment id
+	recHeader  = 8  // length, crc
+	fileExt    = ".rlog"
+	tmpExt     = ".tmp"
+
+	// DefaultSegmentSize is the size past which the active segment rotates.
+	DefaultSegmentSize = 64 << 20
+	// maxRecord bounds one record, the largest batch Write takes.
+	maxRecord = 1 << 30
+)
+
+const (
+	opAppend byte = iota + 1
+	opState
+	opDeleteTo
+	opClean
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorrupt reports a segment that does not decode.
+var ErrCorrupt = errors.New("raftlog: corrupt log")
+
+// Options tunes a Log. The zero value gives the defaults.
+type Options struct {
+	// SegmentSize is the size past which the active segment rotates.
+	SegmentSize int64
+	// Logger receives recovery and rotation notices; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// loc is where one entry's encoding lies.
+type loc struct {
+	term uint64
+	off  int64
+	file uint64
+	size uint32
+}
+
+// regionLog is the index of one region: its live entries [first,
+// first+len(locs)) and its latest state.
+type regionLog struct {
+	first uint64
+	locs  []loc
+	state []byte // RaftLocalState, encoded; nil if none
+	bytes int64  // total size of the live entries
+}
+
+func (r *regionLog) last() uint64 { return r.first + uint64(len(r.locs)) - 1 }
+
+type segment struct {
+	id   uint64
+	f    *os.File
+	size int64
+}
+
+// Log is the raft log engine. It is safe for concurrent use.
+type Log struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+
+	lock *os.File // holds the directory's flock
+
+	mu      sync.RWMutex // protects the fields below, and reads of files
+	regions map[uint64]*regionLog
+	files   map[uint64]*os.File // every live segment, by id
+	active  segment
+	err     error // sticky: a failed write leaves the active segment unusable
+
+	// Group commit: a writer takes a ticket once its record is written; one
+	// fdatasync covers every ticket taken before it began.
+	tickets atomic.Uint64
+	syncMu  sync.Mutex // serializes syncs and purges
+	synced  uint64     // protected by syncMu
+
+	syncs, syncNanos atomic.Uint64
+}
+
+// Open opens the log in dir, creating it if needed, and replays it.
+func Open(dir string, opts Options) (*Log, error) {
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = DefaultSegmentSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("raftlog: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{dir: dir, opts: opts, log: opts.Logger.With("db", "raftlog"), lock: lock,
+		regions: make(map[uint64]*regionLog), files: make(map[uint64]*os.File)}
+	if err := l.recover(); err != nil {
+		l.closeFiles()
+		return nil, err
+	}
+	return l, nil
+}
+
+// recover replays the segments and starts a new one.
+func (l *Log) recover() error {
+	ids, err := l.listSegments()
+	if err != nil {
+		return err
+	}
+	for i, id := range ids {
+		if err := l.replay(id, i == len(ids)-1); err != nil {
+			return err
+		}
+	}
+	next := uint64(1)
+	if len(ids) > 0 {
+		next = ids[len(ids)-1] + 1
+	}
+	return l.startSegment(next, false)
+}
+
+// lockDir takes an exclusive flock on dir's LOCK file, so that two processes
+// never write one log.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("raftlog: lock %s (is another store using it?): %w", dir, err)
+	}
+	return f, nil
+}
+
+func (l *Log) path(id uint64) string {
+	return filepath.Join(l.dir, fmt.Sprintf("%016x%s", id, fileExt))
+}
+
+// listSegments returns the segment ids in order, removing segments that were
+// being created when the store stopped.
+func (l *Log) listSegments() ([]uint64, error) {
+	ents, err := os.ReadDir(l.dir)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: %w", err)
+	}
+	var ids []uint64
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), tmpExt) {
+			if err := os.Remove(filepath.Join(l.dir, e.Name())); err != nil {
+				return nil, fmt.Errorf("raftlog: %w", err)
+			}
+			continue
+		}
+		name, ok := strings.CutSuffix(e.Name(), fileExt)
+		if !ok {
+			continue
+		}
+		id, err := strconv.ParseUint(name, 16, 64)
+		if err != nil {
+			return nil, fmt.Errorf("raftlog: unexpected file %s", e.Name())
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// replay reads segment id into the index. A torn record ends the newest
+// segment, which is cut there.
+func (l *Log) replay(id uint64, newest bool) error {
+	path := l.path(id)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	if len(data) < fileHeader || string(data[:8]) != magic || binary.LittleEndian.Uint64(data[8:16]) != id {
+		return fmt.Errorf("%w: %s: bad segment header", ErrCorrupt, path)
+	}
+	off := int64(fileHeader)
+	for off < int64(len(data)) {
+		payload, ok := verify(id, data[off:])
+		if !ok {
+			if !newest {
+				return fmt.Errorf("%w: %s: bad record at offset %d", ErrCorrupt, path, off)
+			}
+			l.log.Warn("cutting a torn write off the raft log", "segment", path, "offset", off, "bytes", int64(len(data))-off)
+			if err := cutSegment(path, off); err != nil {
+				return err
+			}
+			break
+		}
+		if err := l.applyRecord(id, off+recHeader, payload); err != nil {
+			return fmt.Errorf("%w: %s: record at offset %d: %v", ErrCorrupt, path, off, err)
+		}
+		off += recHeader + int64(len(payload))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	l.files[id] = f
+	return nil
+}
+
+func cutSegment(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	return f.Sync()
+}
+
+// verify returns the payload of the record at the start of b, if it is whole
+// and its CRC matches.
+func verify(id uint64, b []byte) ([]byte, bool) {
+	if len(b) < recHeader {
+		return nil, false
+	}
+	n := binary.LittleEndian.Uint32(b[0:4])
+	if n == 0 || int64(n) > int64(len(b)-recHeader) {
+		return nil, false
+	}
+	if checksum(id, b[:4], b[recHeader:recHeader+n]) != binary.LittleEndian.Uint32(b[4:8]) {
+		return nil, false
+	}
+	return b[recHeader : recHeader+n], true
+}
+
+func checksum(id uint64, length, payload []byte) uint32 {
+	var idb [8]byte
+	binary.LittleEndian.PutUint64(idb[:], id)
+	c := crc32.Update(0, crcTable, idb[:])
+	c = crc32.Update(c, crcTable, length)
+	return crc32.Update(c, crcTable, payload)
+}
+
+// applyRecord updates the index with a record's operations; base is the
+// payload's offset in segment file.
+func (l *Log) applyRecord(file uint64, base int64, p []byte) error {
+	d := decoder{b: p}
+	var locs []loc
+	for !d.done() {
+		kind := d.byte()
+		region := d.uvarint()
+		switch kind {
+		case opAppend:
+			first, count := d.uvarint(), d.uvarint()
+			if d.err != nil || count > uint64(len(p)) {
+				return errors.New("bad append")
+			}
+			locs = locs[:0]
+			for range count {
+				term, size := d.uvarint(), d.uvarint()
+				off := d.pos
+				d.skip(size)
+				locs = append(locs, loc{term: term, off: base + int64(off), file: file, size: uint32(size)})
+			}
+			if d.err == nil {
+				l.append(region, first, locs)
+			}
+		case opState:
+			size := d.uvarint()
+			off := d.pos
+			d.skip(size)
+			if d.err == nil {
+				l.setState(region, p[off:off+int(size)])
+			}
+		case opDeleteTo:
+			l.deleteTo(region, d.uvarint())
+		case opClean:
+			delete(l.regions, region)
+		default:
+			return fmt.Errorf("unknown operation %d", kind)
+		}
+		if d.err != nil {
+			return d.err
+		}
+	}
+	return nil
+}
+
+func (l *Log) regionOf(id uint64) *regionLog {
+	r := l.regions[id]
+	if r == nil {
+		r = &regionLog{}
+		l.regions[id] = r
+	}
+	return r
+}
+
+func (l *Log) append(region, first uint64, locs []loc) {
+	if len(locs) == 0 {
+		return
+	}
+	r := l.regionOf(region)
+	if len(r.locs) == 0 || first < r.first || first > r.last()+1 {
+		r.first, r.locs, r.bytes = first, r.locs[:0], 0
+	} else {
+		for _, lc := range r.locs[first-r.first:] {
+			r.bytes -= int64(lc.size)
+		}
+		r.locs = r.locs[:first-r.first]
+	}
+	for _, lc := range locs {
+		r.bytes += int64(lc.size)
+	}
+	r.locs = append(r.locs, locs...)
+}
+
+func (l *Log) setState(region uint64, state []byte) {
+	r := l.regionOf(region)
+	r.state = append(r.state[:0], state...)
+}
+
+func (l *Log) deleteTo(region, end uint64) {
+	r := l.regions[region]
+	if r == nil || len(r.locs) == 0 || end <= r.first {
+		return
+	}
+	n := min(end-r.first, uint64(len(r.locs)))
+	for _, lc := range r.locs[:n] {
+		r.bytes -= int64(lc.size)
+	}
+	// Copy rather than reslice, so that the dropped head is freed.
+	r.locs = append(make([]loc, 0, len(r.locs)-int(n)+16), r.locs[n:]...)
+	r.first = end
+	if len(r.locs) == 0 {
+		r.first = 0
+		if r.state == nil {
+			delete(l.regions, region)
+		}
+	}
+}
+
+// Write appends b to the log as one record and applies it to the index. With
+// sync, the record (and every earlier one) is durable when Write returns.
+// After an error the log takes no more writes.
+func (l *Log) Write(b *Batch, sync bool) error {
+	if b.Empty() {
+		if sync {
+			return l.Sync()
+		}
+		return nil
+	}
+	if len(b.buf)-recHeader > maxRecord {
+		return fmt.Errorf("raftlog: batch of %d bytes exceeds %d", len(b.buf)-recHeader, maxRecord)
+	}
+	l.mu.Lock()
+	ticket, rotated, err := l.writeLocked(b)
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if rotated {
+		if err := l.purge(); err != nil {
+			return err
+		}
+	}
+	if sync {
+		return l.syncTo(ticket)
+	}
+	return nil
+}
+
+func (l *Log) writeLocked(b *Batch) (ticket uint64, rotated bool, err error) {
+	if l.err != nil {
+		return 0, false, l.err
+	}
+	seg := &l.active
+	buf := b.buf
+	binary.LittleEndian.PutUint32(buf[0:4], uint32(len(buf)-recHeader))
+	binary.LittleEndian.PutUint32(buf[4:8], checksum(seg.id, buf[0:4], buf[recHeader:]))
+	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
+		l.err = fmt.Errorf("raftlog: write %s: %w", seg.f.Name(), err)
+		return 0, false, l.err
+	}
+	b.apply(l, seg.id, seg.size)
+	seg.size += int64(len(buf))
+	ticket = l.tickets.Add(1)
+	if seg.size >= l.opts.SegmentSize {
+		if err := l.rotateLocked(); err != nil {
+			l.err = err
+			return 0, false, err
+		}
+		rotated = true
+	}
+	return ticket, rotated, nil
+}
+
+// Sync makes every write so far durable.
+func (l *Log) Sync() error { return l.syncTo(l.tickets.Load()) }
+
+func (l *Log) syncTo(ticket uint64) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	if l.synced >= ticket {
+		return nil // a sync that began after our write has covered it
+	}
+	// Every ticket up to upTo was taken after its write, into the active
+	// segment as read below or an older one (which rotation synced).
+	upTo := l.tickets.Load()
+	l.mu.RLock()
+	f, err := l.active.f, l.err
+	l.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := fdatasync(f); err != nil {
+		return err
+	}
+	l.syncs.Add(1)
+	l.syncNanos.Add(uint64(time.Since(start)))
+	l.synced = upTo
+	return nil
+}
+
+// SyncStats returns how many fdatasyncs the log's writes took and their
+// total time.
+func (l *Log) SyncStats() (syncs uint64, total time.Duration) {
+	return l.syncs.Load(), time.Duration(l.syncNanos.Load())
+}
+
+// rotateLocked finishes the active segment and starts the next.
+func (l *Log) rotateLocked() error {
+	if err := fdatasync(l.active.f); err != nil {
+		return err
+	}
+	return l.startSegment(l.active.id+1, true)
+}
+
+// startSegment creates segment id, whose first record is the checkpoint (see
+// the package doc), and makes it the active segment. With rewrite, the
+// checkpoint also carries the entries of small regions that pin old
+// segments.
+func (l *Log) startSegment(id uint64, rewrite bool) error {
+	var cp Batch
+	cp.Reset()
+	for region, r := range l.regions {
+		if r.state != nil {
+			cp.setState(region, r.state)
+		}
+		if rewrite && len(r.locs) > 0 && r.locs[0].file+2 <= id && r.bytes <= l.opts.SegmentSize/8 {
+			if err := l.rewrite(&cp, region, r); err != nil {
+				return err
+			}
+		}
+	}
+	tmp := l.path(id) + tmpExt
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	buf := make([]byte, fileHeader, fileHeader+len(cp.buf))
+	copy(buf, magic)
+	binary.LittleEndian.PutUint64(buf[8:16], id)
+	if !cp.Empty() {
+		binary.LittleEndian.PutUint32(cp.buf[0:4], uint32(len(cp.buf)-recHeader))
+		binary.LittleEndian.PutUint32(cp.buf[4:8], checksum(id, cp.buf[0:4], cp.buf[recHeader:]))
+		buf = append(buf, cp.buf...)
+	}
+	if _, err := f.Write(buf); err == nil {
+		err = fdatasync(f)
+	}
+	if err == nil {
+		err = os.Rename(tmp, l.path(id))
+	}
+	if err == nil {
+		err = syncDir(l.dir)
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("raftlog: start segment: %w", err)
+	}
+	if !cp.Empty() {
+		cp.apply(l, id, fileHeader)
+	}
+	l.files[id] = f
+	l.active = segment{id: id, f: f, size: int64(len(buf))}
+	return nil
+}
+
+// rewrite adds region r's live entries to b, read from their segments.
+func (l *Log) rewrite(b *Batch, region uint64, r *regionLog) error {
+	b.beginAppend(region, r.first, len(r.locs))
+	for _, lc := range r.locs {
+		dst := b.addEntry(lc.term, int(lc.size))
+		if _, err := l.files[lc.file].ReadAt(dst, lc.off); err != nil {
+			return fmt.Errorf("raftlog: rewrite region %d: %w", region, err)
+		}
+	}
+	return nil
+}
+
+// purge deletes the segments that hold no live entry. See the package doc.
+func (l *Log) purge() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.RLock()
+	oldest := l.active.id
+	for _, r := range l.regions {
+		if len(r.locs) > 0 {
+			oldest = min(oldest, r.locs[0].file)
+		}
+	}
+	f := l.active.f
+	l.mu.RUnlock()
+	// The index above may count on deletions not yet durable.
+	if err := fdatasync(f); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, f := range l.files {
+		if id >= oldest {
+			continue
+		}
+		f.Close()
+		delete(l.files, id)
+		if err := os.Remove(l.path(id)); err != nil {
+			return fmt.Errorf("raftlog: purge: %w", err)
+		}
+	}
+	return nil
+}
+
+// State reads region's RaftLocalState into st. It reports false if the
+// region has none.
+func (l *Log) State(region uint64, st *rspb.RaftLocalState) (bool, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	r := l.regions[region]
+	if r == nil || r.state == nil {
+		return false, nil
+	}
+	if err := st.Unmarshal(r.state); err != nil {
+		return false, fmt.Errorf("raftlog: region %d state: %w", region, err)
+	}
+	return true, nil
+}
+
+// Bounds returns the first and last index of region's entries; ok is false if
+// it has none.
+func (l *Log) Bounds(region uint64) (first, last uint64, ok bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	r := l.regions[region]
+	if r == nil || len(r.locs) == 0 {
+		return 0, 0, false
+	}
+	return r.first, r.last(), true
+}
+
+// Entries returns region's entries in [lo, hi), at least one and no more than
+// maxSize bytes beyond the first (raft's limitSize rule). It returns
+// raft.ErrCompacted if lo is below the first entry held, and
+// raft.ErrUnavailable if hi-1 is past the last.
+func (l *Log) Entries(region, lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	r := l.regions[region]
+	switch {
+	case lo >= hi:
+		return nil, nil
+	case r == nil || len(r.locs) == 0 || hi-1 > r.last():
+		return nil, raft.ErrUnavailable
+	case lo < r.first:
+		return nil, raft.ErrCompacted
+	}
+	locs := r.locs[lo-r.first : hi-r.first]
+	ents := make([]raftpb.Entry, 0, min(len(locs), 64))
+	var size uint64
+	var buf []byte
+	for i, lc := range locs {
+		size += uint64(lc.size)
+		if i > 0 && size > maxSize {
+			break
+		}
+		buf = slices.Grow(buf[:0], int(lc.size))[:lc.size]
+		if _, err := l.files[lc.file].ReadAt(buf, lc.off); err != nil {
+			return nil, fmt.Errorf("raftlog: read region %d entry %d: %w", region, lo+uint64(i), err)
+		}
+		var e raftpb.Entry
+		if err := e.Unmarshal(buf); err != nil {
+			return nil, fmt.Errorf("%w: region %d entry %d: %v", ErrCorrupt, region, lo+uint64(i), err)
+		}
+		ents = append(ents, e)
+	}
+	return ents, nil
+}
+
+// Size returns the bytes of the log's segments.
+func (l *Log) Size() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var n int64
+	for _, f := range l.files {
+		if fi, err := f.Stat(); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// Close syncs and closes the log.
+func (l *Log) Close() error {
+	err := l.Sync()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closeFiles()
+	if l.err == nil {
+		l.err = errors.New("raftlog: closed")
+	}
+	return err
+}
+
+// closeFiles closes the segments and releases the directory lock.
+func (l *Log) closeFiles() {
+	for id, f := range l.files {
+		f.Close()
+		delete(l.files, id)
+	}
+	if l.lock != nil {
+		l.lock.Close()
+		l.lock = nil
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
