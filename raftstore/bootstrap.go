@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/kv/raftlog"
 	"github.com/regionkv/regionkv/proto/metapb"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
 )
@@ -52,7 +53,8 @@ func BootstrapRegion(engines *engine.Engines, region *metapb.Region) error {
 	if region.GetId() == 0 || region.RegionEpoch == nil || len(region.Peers) == 0 {
 		return fmt.Errorf("bootstrap region: incomplete region %v", region)
 	}
-	var raftWB, kvWB engine.WriteBatch
+	var raftWB raftlog.Batch
+	var kvWB engine.WriteBatch
 	initRaftState(&raftWB, &kvWB, region.Id)
 	kvWB.SetMsg(engine.RegionStateKey(region.Id), &rspb.RegionLocalState{State: rspb.PeerState_Normal, Region: region})
 	// The raft state first: a region state without it would not load.
@@ -70,10 +72,11 @@ func BootstrapRegion(engines *engine.Engines, region *metapb.Region) error {
 // because another store bootstrapped the cluster first. The region's peer
 // must never have been started (its raft log is still empty).
 func ClearBootstrapRegion(engines *engine.Engines, regionID uint64) error {
-	var raftWB, kvWB engine.WriteBatch
+	var raftWB raftlog.Batch
+	var kvWB engine.WriteBatch
 	kvWB.Delete(engine.RegionStateKey(regionID))
 	kvWB.Delete(engine.ApplyStateKey(regionID))
-	raftWB.Delete(engine.RaftStateKey(regionID))
+	raftWB.Clean(regionID)
 	// The region state first: a raft state without it is never loaded.
 	if err := kvWB.Commit(engines.KV); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/raft/v3/tracker"
 
 	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/kv/raftlog"
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
@@ -216,13 +217,10 @@ func (p *peer) destroy(reason string) {
 	if err := p.store.engines.SyncKV(); err != nil {
 		fatalf("%s: %v", p.ps.tag, err)
 	}
-	if err := deleteRaftLog(p.store.engines, region.Id, 0, p.ps.raftState.LastIndex+1); err != nil {
-		fatalf("%s: delete raft log: %v", p.ps.tag, err)
-	}
-	var rwb engine.WriteBatch
-	rwb.Delete(engine.RaftStateKey(region.Id))
+	var rwb raftlog.Batch
+	rwb.Clean(region.Id)
 	if err := p.store.engines.WriteRaft(&rwb); err != nil {
-		fatalf("%s: delete raft state: %v", p.ps.tag, err)
+		fatalf("%s: delete raft log and state: %v", p.ps.tag, err)
 	}
 	if p.ps.isInitialized() && p.store.overlapping(region, region.Id) == nil {
 		if err := clearRegionData(p.store.engines, region); err != nil {

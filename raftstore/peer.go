@@ -180,8 +180,8 @@ func (p *peer) handleMsgs(msgs []peerMsg) {
 	// Raft messages deferred by the last round go first, in order. Once
 	// this round has stepped appendBudget bytes of appended entries, the
 	// remaining raft messages wait for the next round: a follower catching
-	// up may have many MB of MsgApps queued, and its Ready must fit in one
-	// raft-DB transaction. Raft messages only: the others are answered or
+	// up may have many MB of MsgApps queued, and its Ready is held in memory
+	// and written in one raft log record. Raft messages only: the others are answered or
 	// applied now, whatever becomes of the peer.
 	if len(p.deferred) > 0 {
 		msgs = append(p.deferred, msgs...)

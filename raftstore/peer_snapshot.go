@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/kv/raftlog"
 	"github.com/regionkv/regionkv/proto/metapb"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
 )
@@ -114,7 +115,7 @@ func snapKeyOf(regionID uint64, s *raftpb.Snapshot) SnapKey {
 // round. It durably marks the region Applying (with the snapshot's
 // description, so a restart can finish the job) and puts the raft state at
 // the snapshot, with the old log deleted, into the round's raft batch.
-func (p *peer) prepareSnapshot(snap *raftpb.Snapshot, raftWB *engine.WriteBatch) {
+func (p *peer) prepareSnapshot(snap *raftpb.Snapshot, raftWB *raftlog.Batch) {
 	p.endLease(0) // only followers take snapshots; to be sure
 	ps := p.ps
 	var data rspb.RaftSnapshotData
@@ -123,7 +124,7 @@ func (p *peer) prepareSnapshot(snap *raftpb.Snapshot, raftWB *engine.WriteBatch)
 		panic(fmt.Sprintf("%s: undecodable snapshot data: %v", ps.tag, err))
 	}
 	key := snapKeyOf(ps.region.Id, snap)
-	oldFirst, oldLast := ps.truncatedIndex()+1, ps.raftState.LastIndex
+	oldLast := ps.raftState.LastIndex
 
 	ps.applyState.AppliedIndex = key.Index
 	ps.applyState.TruncatedState = &rspb.RaftTruncatedState{Index: key.Index, Term: key.Term}
@@ -139,9 +140,7 @@ func (p *peer) prepareSnapshot(snap *raftpb.Snapshot, raftWB *engine.WriteBatch)
 		fatalf("%s: %v", ps.tag, err)
 	}
 
-	for i := oldFirst; i <= oldLast; i++ {
-		raftWB.Delete(engine.RaftLogKey(ps.region.Id, i))
-	}
+	raftWB.DeleteTo(ps.region.Id, max(oldLast, key.Index)+1)
 	ps.raftState.LastIndex, ps.raftState.LastTerm = key.Index, key.Term
 	ps.cache.reset()
 	ps.logSize = 0
@@ -262,31 +261,23 @@ func recoverApplyingSnapshot(eng *engine.Engines, snaps *snapManager, st *rspb.R
 	tr := apply.TruncatedState
 	key := SnapKey{RegionID: region.Id, Term: tr.GetTerm(), Index: tr.GetIndex()}
 	var rs rspb.RaftLocalState
-	if err := engine.GetMsg(eng.Raft, engine.RaftStateKey(region.Id), &rs); err != nil && !errors.Is(err, engine.ErrNotFound) {
+	if _, err := eng.Raft.State(region.Id, &rs); err != nil {
 		return fmt.Errorf("region %d: raft state: %w", region.Id, err)
 	}
 	if rs.LastIndex < key.Index {
-		var wb engine.WriteBatch
+		var wb raftlog.Batch
 		if rs.HardState == nil {
 			rs.HardState = &raftpb.HardState{}
 		}
 		rs.HardState.Commit = max(rs.HardState.Commit, key.Index)
 		rs.HardState.Term = max(rs.HardState.Term, key.Term)
 		rs.LastIndex, rs.LastTerm = key.Index, key.Term
-		wb.SetMsg(engine.RaftStateKey(region.Id), &rs)
-		if err := deleteRaftLog(eng, region.Id, 0, key.Index+1); err != nil {
-			return err
-		}
+		wb.DeleteTo(region.Id, key.Index+1)
+		wb.SetState(region.Id, &rs)
 		if err := eng.WriteRaft(&wb); err != nil {
 			return err
 		}
 	}
 	// The old range is unknown here; the snapshot's range is cleared.
 	return applySnapshotData(eng, snaps, key, data, nil, nil)
-}
-
-// deleteRaftLog deletes a region's raft log entries in [start, end), in
-// bounded batches.
-func deleteRaftLog(eng *engine.Engines, regionID, start, end uint64) error {
-	return engine.DeleteRange(eng.Raft, engine.RaftLogKey(regionID, start), engine.RaftLogKey(regionID, end))
 }

@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/kv/raftlog"
 	"github.com/regionkv/regionkv/proto/metapb"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
 )
@@ -22,7 +23,8 @@ const (
 )
 
 // PeerStorage is one peer's raft.Storage: the raft log and RaftLocalState in
-// the raft DB, RaftApplyState in the kv DB, with the states cached in memory.
+// the raft log engine, RaftApplyState in the kv DB, with the states cached in
+// memory.
 //
 // It is owned by the raft worker that holds the peer's mailbox: raft calls it
 // only from inside RawNode methods, and the peer updates it while handling a
@@ -39,8 +41,8 @@ type PeerStorage struct {
 	log  *slog.Logger
 	// region is the peer's region; replaced (never mutated) on change.
 	region *metapb.Region
-	// raftState mirrors what is durable in the raft DB once the current
-	// round's raft batch has committed.
+	// raftState mirrors what is durable in the raft log once the current
+	// round's raft batch has been written.
 	raftState  rspb.RaftLocalState
 	applyState rspb.RaftApplyState
 	cache      entryCache
@@ -55,14 +57,13 @@ var _ raft.Storage = (*PeerStorage)(nil)
 func newPeerStorage(s *Store, region *metapb.Region, tag string, log *slog.Logger) (*PeerStorage, error) {
 	engines := s.engines
 	ps := &PeerStorage{engines: engines, snaps: s.snaps, genq: s.genq, log: log, region: region, tag: tag}
-	err := engine.GetMsg(engines.Raft, engine.RaftStateKey(region.Id), &ps.raftState)
-	if err != nil && !errors.Is(err, engine.ErrNotFound) {
+	if _, err := engines.Raft.State(region.Id, &ps.raftState); err != nil {
 		return nil, fmt.Errorf("%s: load raft state: %w", tag, err)
 	}
 	if ps.raftState.HardState == nil {
 		ps.raftState.HardState = &raftpb.HardState{}
 	}
-	err = engine.GetMsg(engines.KV, engine.ApplyStateKey(region.Id), &ps.applyState)
+	err := engine.GetMsg(engines.KV, engine.ApplyStateKey(region.Id), &ps.applyState)
 	if err != nil && !errors.Is(err, engine.ErrNotFound) {
 		return nil, fmt.Errorf("%s: load apply state: %w", tag, err)
 	}
@@ -184,52 +185,33 @@ func (ps *PeerStorage) Entries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
 }
 
 func (ps *PeerStorage) loadEntries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
-	ents := make([]raftpb.Entry, 0, min(hi-lo, 64))
-	var size uint64
-	txn := ps.engines.Raft.NewTransaction(false)
-	defer txn.Discard()
-	it := engine.NewRangeIter(txn, engine.RaftLogKey(ps.region.Id, lo), engine.RaftLogKey(ps.region.Id, hi), false, false)
-	defer it.Close()
-	next, limited := lo, false
-	for ; it.Valid(); it.Next() {
-		var e raftpb.Entry
-		if err := it.Item().Value(e.Unmarshal); err != nil {
-			panic(fmt.Sprintf("%s: decode raft log entry at %d: %v", ps.tag, next, err))
-		}
-		if e.Index != next {
-			// A hole in the log below LastIndex: the raft DB lost data.
-			panic(fmt.Sprintf("%s: raft log hole: want entry %d, found %d", ps.tag, next, e.Index))
-		}
-		size += uint64(e.Size())
-		if len(ents) > 0 && size > maxSize {
-			limited = true
-			break
-		}
-		ents = append(ents, e)
-		next++
+	ents, err := ps.engines.Raft.Entries(ps.region.Id, lo, hi, maxSize)
+	if err != nil {
+		// The entries past the truncated index up to the last index were
+		// durable: the raft log lost data.
+		panic(fmt.Sprintf("%s: raft log entries [%d, %d) (truncated index %d, last index %d): %v",
+			ps.tag, lo, hi, ps.truncatedIndex(), ps.raftState.LastIndex, err))
 	}
-	if !limited && next < hi {
-		panic(fmt.Sprintf("%s: raft log entries [%d, %d) missing (last index %d)", ps.tag, next, hi, ps.raftState.LastIndex))
+	for i := range ents {
+		if ents[i].Index != lo+uint64(i) {
+			panic(fmt.Sprintf("%s: raft log entry %d has index %d", ps.tag, lo+uint64(i), ents[i].Index))
+		}
 	}
 	return ents, nil
 }
 
-// appendEntries adds rd.Entries to the raft batch, deleting any persisted
-// entries past the new last index (a conflicting tail), and updates the
-// cached last index and term.
-func (ps *PeerStorage) appendEntries(wb *engine.WriteBatch, ents []raftpb.Entry) {
+// appendEntries adds rd.Entries to the raft batch (they replace any persisted
+// entries from the first on, a conflicting tail) and updates the cached last
+// index and term.
+func (ps *PeerStorage) appendEntries(wb *raftlog.Batch, ents []raftpb.Entry) {
 	if len(ents) == 0 {
 		return
 	}
-	regionID := ps.region.Id
+	wb.Append(ps.region.Id, ents)
 	for i := range ents {
-		wb.SetMsg(engine.RaftLogKey(regionID, ents[i].Index), &ents[i])
 		ps.logSize += uint64(ents[i].Size())
 	}
 	last := ents[len(ents)-1]
-	for i := last.Index + 1; i <= ps.raftState.LastIndex; i++ {
-		wb.Delete(engine.RaftLogKey(regionID, i))
-	}
 	ps.raftState.LastIndex, ps.raftState.LastTerm = last.Index, last.Term
 	ps.cache.append(ents)
 }
@@ -239,12 +221,12 @@ func (ps *PeerStorage) appendEntries(wb *engine.WriteBatch, ents []raftpb.Entry)
 // It reports whether anything was written.
 //
 // A Ready that only moves the commit index (raft's MustSync is false) writes
-// nothing: the raft DB syncs every write, and that fsync would sit on every
+// nothing: the raft log syncs every write, and that fsync would sit on every
 // command's critical path twice more (leader and followers). The commit index
 // is instead recovered on restart from the applied index, which can only be
 // ahead of the durable commit index for entries that were committed (see
 // newPeerStorage), as TiKV does with the commit index in its apply state.
-func (ps *PeerStorage) saveReadyState(wb *engine.WriteBatch, rd *raft.Ready) bool {
+func (ps *PeerStorage) saveReadyState(wb *raftlog.Batch, rd *raft.Ready) bool {
 	if !raft.IsEmptyHardState(rd.HardState) {
 		hs := rd.HardState
 		ps.raftState.HardState = &hs
@@ -253,14 +235,14 @@ func (ps *PeerStorage) saveReadyState(wb *engine.WriteBatch, rd *raft.Ready) boo
 		return false
 	}
 	ps.appendEntries(wb, rd.Entries)
-	wb.SetMsg(engine.RaftStateKey(ps.region.Id), &ps.raftState)
+	wb.SetState(ps.region.Id, &ps.raftState)
 	return true
 }
 
 // initRaftState writes the initial raft and apply state of a bootstrapped or
 // split-created region: an empty log truncated at (5, 5).
-func initRaftState(raftWB, kvWB *engine.WriteBatch, regionID uint64) {
-	raftWB.SetMsg(engine.RaftStateKey(regionID), &rspb.RaftLocalState{
+func initRaftState(raftWB *raftlog.Batch, kvWB *engine.WriteBatch, regionID uint64) {
+	raftWB.SetState(regionID, &rspb.RaftLocalState{
 		HardState: &raftpb.HardState{Term: RaftInitLogTerm, Commit: RaftInitLogIndex},
 		LastIndex: RaftInitLogIndex,
 		LastTerm:  RaftInitLogTerm,

@@ -4,7 +4,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
-	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/kv/raftlog"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 )
 
@@ -24,7 +24,7 @@ import (
 //     finishReady: fire callbacks, serve reads, Advance.
 
 // collectReady is phase 1. It reports whether the peer has a Ready.
-func (p *peer) collectReady(raftWB *engine.WriteBatch) bool {
+func (p *peer) collectReady(raftWB *raftlog.Batch) bool {
 	if p.dead || !p.rn.HasReady() {
 		return false
 	}

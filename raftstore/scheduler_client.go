@@ -217,10 +217,6 @@ func (s *Store) storeStats(start time.Time) *schedulerpb.StoreStats {
 }
 
 func engineSize(e *engine.Engines) uint64 {
-	var total int64
-	for _, db := range []interface{ Size() (int64, int64) }{e.Raft, e.KV} {
-		lsm, vlog := db.Size()
-		total += lsm + vlog
-	}
-	return uint64(total)
+	lsm, vlog := e.KV.Size()
+	return uint64(e.Raft.Size() + lsm + vlog)
 }

@@ -33,7 +33,7 @@ type storeStats struct {
 // Stats returns the store's raft worker counters.
 func (s *Store) Stats() Stats {
 	st := &s.stats
-	syncs, syncTime := s.engines.RaftSyncStats()
+	syncs, syncTime := s.engines.Raft.SyncStats()
 	return Stats{
 		Fdatasyncs:      syncs,
 		FdatasyncTime:   syncTime,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/kv/raftlog"
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
@@ -56,12 +57,10 @@ type Store struct {
 	leaseDur time.Duration
 	sendSem  chan struct{} // bounds concurrent snapshot sends
 	recvSem  chan struct{} // bounds concurrent snapshot receives
-	// raftBatchBytes and raftBatchOps bound a worker's raft batch (one
-	// Badger transaction) before it is committed early, and appendBudget
-	// bounds the entries one peer steps in a round (see handleMsgs): both
-	// keep a round's writes inside the raft DB's transaction limits.
-	raftBatchBytes, raftBatchOps int
-	appendBudget                 int
+	// raftBatchBytes bounds a worker's raft batch before it is written
+	// early, and appendBudget bounds the entries one peer steps in a round
+	// (see handleMsgs): both bound a round's memory and its write.
+	raftBatchBytes, appendBudget int
 
 	// meta is what other goroutines may read about the peers.
 	meta struct {
@@ -121,13 +120,7 @@ func NewStore(cfg Config, engines *engine.Engines, trans Transport) (*Store, err
 		stopc:   make(chan struct{}),
 	}
 	s.leaseDur = cfg.leaseDuration()
-	// Badger refuses a transaction past MaxBatchSize bytes (counting values
-	// under the value-log threshold in full) or MaxBatchCount writes. A
-	// round commits early past half of that, and one peer's Ready adds at
-	// most a quarter of it in entries plus its states.
-	s.raftBatchBytes = int(engines.Raft.MaxBatchSize() / 2)
-	s.raftBatchOps = int(engines.Raft.MaxBatchCount() / 2)
-	s.appendBudget = int(engines.Raft.MaxBatchSize() / 4)
+	s.raftBatchBytes, s.appendBudget = raftBatchBytes, appendBudget
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.logGC = newLogGCWorker(s)
 	s.ticking = newStoreTicking()
@@ -187,24 +180,21 @@ func (s *Store) loadPeers() error {
 func (s *Store) sweepTombstones(regions []*metapb.Region) error {
 	for _, r := range regions {
 		var rs rspb.RaftLocalState
-		err := engine.GetMsg(s.engines.Raft, engine.RaftStateKey(r.Id), &rs)
-		if errors.Is(err, engine.ErrNotFound) {
-			continue // fully destroyed
-		}
+		found, err := s.engines.Raft.State(r.Id, &rs)
 		if err != nil {
 			return fmt.Errorf("region %d: raft state: %w", r.Id, err)
 		}
-		s.log.Info("sweeping the leftovers of a destroyed peer", "region_id", r.Id)
-		if err := deleteRaftLog(s.engines, r.Id, 0, rs.LastIndex+1); err != nil {
-			return err
+		if _, _, hasLog := s.engines.Raft.Bounds(r.Id); !found && !hasLog {
+			continue // fully destroyed
 		}
+		s.log.Info("sweeping the leftovers of a destroyed peer", "region_id", r.Id)
 		if len(r.Peers) > 0 && s.overlapping(r, r.Id) == nil {
 			if err := clearRegionData(s.engines, r); err != nil {
 				return err
 			}
 		}
-		var wb engine.WriteBatch
-		wb.Delete(engine.RaftStateKey(r.Id))
+		var wb raftlog.Batch
+		wb.Clean(r.Id)
 		if err := s.engines.WriteRaft(&wb); err != nil {
 			return err
 		}
@@ -245,6 +235,15 @@ func (s *Store) removePeer(p *peer) {
 // snapGenQueueLen bounds queued snapshot generations; past it raft is told
 // to retry later.
 const snapGenQueueLen = 16
+
+// A raft worker writes its round's raft batch early once it passes
+// raftBatchBytes, and a peer steps at most appendBudget bytes of appended
+// entries per round; together they bound a round's memory and the length of
+// one raft log write.
+const (
+	raftBatchBytes = 16 << 20
+	appendBudget   = 4 << 20
+)
 
 // updateRegion publishes a peer's new region (after a snapshot, a conf change
 // or a split) in the store's region index.

@@ -3,7 +3,6 @@ package raftstore
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/raft/v3/raftpb"
+
 	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/kv/raftlog"
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
@@ -192,8 +194,9 @@ func TestSweepTombstoneLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	fillRegion(t, eng, "b", 10, 10)
-	var raftWB, kvWB engine.WriteBatch
-	raftWB.Set(engine.RaftLogKey(region.Id, 6), []byte("entry"))
+	var raftWB raftlog.Batch
+	var kvWB engine.WriteBatch
+	raftWB.Append(region.Id, []raftpb.Entry{{Term: 6, Index: 6, Data: []byte("entry")}})
 	kvWB.SetMsg(engine.RegionStateKey(region.Id), &rspb.RegionLocalState{State: rspb.PeerState_Tombstone, Region: region})
 	if err := eng.WriteRaft(&raftWB); err != nil {
 		t.Fatal(err)
@@ -209,8 +212,11 @@ func TestSweepTombstoneLeftovers(t *testing.T) {
 		t.Fatalf("a tombstoned region came back: %d peers", n)
 	}
 	var rs rspb.RaftLocalState
-	if err := engine.GetMsg(eng.Raft, engine.RaftStateKey(region.Id), &rs); !errors.Is(err, engine.ErrNotFound) {
-		t.Fatalf("raft state left: %v", err)
+	if found, err := eng.Raft.State(region.Id, &rs); found || err != nil {
+		t.Fatalf("raft state left: %v, %v", found, err)
+	}
+	if first, last, ok := eng.Raft.Bounds(region.Id); ok {
+		t.Fatalf("raft log [%d, %d] left", first, last)
 	}
 	snap := NewRegionSnapshot(eng.KV, &metapb.Region{})
 	defer snap.Close()

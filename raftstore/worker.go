@@ -3,7 +3,7 @@ package raftstore
 import (
 	"time"
 
-	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/kv/raftlog"
 	"github.com/regionkv/regionkv/router"
 )
 
@@ -18,7 +18,7 @@ type raftWorker struct {
 	store *Store
 	// Reused across rounds; owned by this worker's goroutine.
 	batches []router.Batch[*peer, peerMsg]
-	raftWB  engine.WriteBatch
+	raftWB  raftlog.Batch
 	kv      *kvWriter
 	ready   []*peer
 	done    []appliedCallback
@@ -46,7 +46,7 @@ func (w *raftWorker) run() {
 }
 
 func (w *raftWorker) commitRaftBatch() {
-	if w.raftWB.Len() == 0 {
+	if w.raftWB.Empty() {
 		return
 	}
 	start := time.Now()
@@ -100,9 +100,8 @@ func (w *raftWorker) round() {
 			entries += len(p.ready.Entries)
 			applied += len(p.ready.CommittedEntries)
 		}
-		if w.raftWB.Size() > w.store.raftBatchBytes || w.raftWB.Len() > w.store.raftBatchOps {
-			// Keep one transaction well inside Badger's limit; every peer's
-			// Ready still lands atomically.
+		if w.raftWB.Size() > w.store.raftBatchBytes {
+			// Bound one write; every peer's Ready still lands atomically.
 			w.commitRaftBatch()
 		}
 	}
@@ -116,7 +115,7 @@ func (w *raftWorker) round() {
 	// runs here, saving two goroutine hand-offs.
 	w.done = w.done[:0]
 	switch {
-	case w.raftWB.Len() == 0:
+	case w.raftWB.Empty():
 	case !w.anyEarlyApply():
 		w.commitRaftBatch()
 	default:

@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/regionkv/regionkv/kv/raftlog"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
 )
 
@@ -82,10 +83,14 @@ func (w *logGCWorker) gc() {
 	if err := w.s.engines.SyncKV(); err != nil {
 		fatalf("raft log gc: %v", err)
 	}
+	var b raftlog.Batch
 	for _, t := range tasks {
-		if err := deleteRaftLog(w.s.engines, t.regionID, t.start, t.end); err != nil {
-			fatalf("raft log gc of region %d [%d, %d): %v", t.regionID, t.start, t.end, err)
-		}
+		b.DeleteTo(t.regionID, t.end)
+	}
+	// Not synced: a deletion lost in a crash leaves entries below the
+	// truncated index, which the next one deletes.
+	if err := w.s.engines.Raft.Write(&b, false); err != nil {
+		fatalf("raft log gc: %v", err)
 	}
 }
 
@@ -115,9 +120,7 @@ func (s *Store) runSnapGen() {
 	}
 }
 
-// runJanitor periodically removes stale snapshot files and reclaims the raft
-// DB's value log, where large log entries go and which Badger only shrinks
-// when asked.
+// runJanitor periodically removes stale snapshot files.
 func (s *Store) runJanitor() {
 	t := time.NewTicker(s.cfg.SnapGCInterval)
 	defer t.Stop()
@@ -128,9 +131,6 @@ func (s *Store) runJanitor() {
 		case <-t.C:
 			if n := s.snaps.gc(s.cfg.SnapMaxAge); n > 0 {
 				s.log.Info("removed stale snapshot files", "count", n)
-			}
-			if err := s.engines.RaftValueLogGC(0.5); err != nil {
-				fatalf("raft db value log gc: %v", err)
 			}
 		}
 	}

@@ -2,9 +2,11 @@ package engine
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,37 +32,35 @@ func TestLogMappings(t *testing.T) {
 
 type addrRange struct{ start, end uintptr }
 
-// TestLogsReadRandom: the mappings of both DBs' logs carry MADV_RANDOM ("rr"
-// in smaps), so a sync writes back only the pages a round touched, including
-// the logs Badger creates after Open as it rotates them (advise.go).
+// TestLogsReadRandom: the mappings of the kv DB's logs carry MADV_RANDOM
+// ("rr" in smaps), so a sync writes back only the pages a round touched,
+// including the logs Badger creates after Open as it rotates them
+// (advise.go).
 func TestLogsReadRandom(t *testing.T) {
 	if _, err := os.Stat("/proc/self/smaps"); err != nil {
 		t.Skip("no /proc/self/smaps:", err)
 	}
 	e := openAt(t, t.TempDir(), testOptions())
 	defer e.Close()
-	firstMem := newestID(t, filepath.Join(e.Dir, "raft"), ".mem")
-	// 8 MiB memtables and 1 MiB value logs: ~17 MiB into each DB rotates
-	// both kinds of log in both.
+	firstMem := newestID(t, filepath.Join(e.Dir, "kv"), ".mem")
+	// 8 MiB memtables and 1 MiB value logs: ~17 MiB rotates both kinds of
+	// log.
 	small, large := bytes.Repeat([]byte{'v'}, 300), bytes.Repeat([]byte{'v'}, 8<<10)
 	for round := range 1000 {
 		var wb WriteBatch
 		for i := range 32 {
-			k := RaftLogKey(1, uint64(round*32+i))
+			k := DataKey('d', fmt.Appendf(nil, "k%08d", round*32+i))
 			if i == 0 {
 				wb.Set(k, large)
 			} else {
 				wb.Set(k, small)
 			}
 		}
-		if err := e.WriteRaft(&wb); err != nil {
-			t.Fatal(err)
-		}
 		if err := wb.Commit(e.KV); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if newestID(t, filepath.Join(e.Dir, "raft"), ".mem") <= firstMem {
+	if newestID(t, filepath.Join(e.Dir, "kv"), ".mem") <= firstMem {
 		t.Fatal("no memtable rotation happened: the test proves nothing")
 	}
 	// The advisor polls: give it a few rounds.
@@ -74,7 +74,7 @@ func TestLogsReadRandom(t *testing.T) {
 	t.Fatalf("log mappings without MADV_RANDOM: %v", missing)
 }
 
-// unadvisedLogs lists the mappings of the logs under dir's raft and kv DBs
+// unadvisedLogs lists the mappings of the logs under dir's kv DB
 // that lack the "rr" (random read) flag in /proc/self/smaps.
 func unadvisedLogs(t *testing.T, dir string) []string {
 	t.Helper()
@@ -94,7 +94,7 @@ func unadvisedLogs(t *testing.T, dir string) []string {
 		case len(f) >= 6 && strings.Contains(f[0], "-"):
 			cur = ""
 			ext, db := filepath.Ext(f[5]), filepath.Dir(f[5])
-			if (ext == ".mem" || ext == ".vlog") && (db == filepath.Join(dir, "raft") || db == filepath.Join(dir, "kv")) {
+			if (ext == ".mem" || ext == ".vlog") && db == filepath.Join(dir, "kv") {
 				cur = f[5]
 			}
 		case cur != "" && len(f) > 0 && f[0] == "VmFlags:":
@@ -105,4 +105,20 @@ func unadvisedLogs(t *testing.T, dir string) []string {
 		}
 	}
 	return missing
+}
+
+// newestID returns the highest id among dir's Badger files named NNN<ext>.
+func newestID(t *testing.T, dir, ext string) int {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*"+ext))
+	if err != nil {
+		t.Fatal(err)
+	}
+	best := -1
+	for _, n := range names {
+		if id, err := strconv.Atoi(strings.TrimSuffix(filepath.Base(n), ext)); err == nil && id > best {
+			best = id
+		}
+	}
+	return best
 }

@@ -12,9 +12,8 @@ import (
 // not modify them until Commit returns. A WriteBatch is not safe for
 // concurrent use.
 type WriteBatch struct {
-	ops    []batchOp
-	size   int
-	maxVal int // the largest value
+	ops  []batchOp
+	size int
 }
 
 type batchOp struct {
@@ -26,7 +25,6 @@ type batchOp struct {
 func (wb *WriteBatch) Set(key, val []byte) {
 	wb.ops = append(wb.ops, batchOp{key: key, val: val})
 	wb.size += len(key) + len(val)
-	wb.maxVal = max(wb.maxVal, len(val))
 }
 
 // SetMsg writes the marshalled msg at key.
@@ -57,7 +55,6 @@ func (wb *WriteBatch) Reset() {
 	clear(wb.ops)
 	wb.ops = wb.ops[:0]
 	wb.size = 0
-	wb.maxVal = 0
 }
 
 // Commit writes the batch to db in one transaction: after a crash either all

@@ -69,9 +69,6 @@ func TestWriteBatchCommit(t *testing.T) {
 	if v, err := GetValueTxn(before, kGone); err != nil || string(v) != "old" {
 		t.Fatalf("old snapshot lost deleted key: %q, %v", v, err)
 	}
-	if got := allKeys(t, e.Raft); len(got) != 0 {
-		t.Fatalf("kv batch wrote to the raft DB: %q", got)
-	}
 }
 
 // TestWriteBatchAtomicVisibility: concurrent readers never see half a batch.
@@ -277,9 +274,6 @@ func TestGetters(t *testing.T) {
 		if err := GetMsg(e.KV, RegionStateKey(4), &got); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("GetMsg of a missing key = %v, want ErrNotFound", err)
 		}
-		if err := GetMsg(e.Raft, RegionStateKey(3), &got); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("GetMsg from the wrong DB = %v, want ErrNotFound", err)
-		}
 		err := GetMsg(e.KV, DataKey('d', []byte("garbage")), &got)
 		if err == nil || errors.Is(err, ErrNotFound) {
 			t.Fatalf("GetMsg of a garbage value = %v, want an unmarshal error", err)
@@ -356,9 +350,6 @@ func TestWriteBatchTooLarge(t *testing.T) {
 		key  func(i int) []byte
 	}{
 		{"kv", e.KV, func(i int) []byte { return DataKey('d', fmt.Appendf(nil, "big%06d", i)) }},
-		// 1 KB is below the raft DB's value threshold, so these values count in
-		// full against the transaction limit.
-		{"raft", e.Raft, func(i int) []byte { return RaftLogKey(9, uint64(i)) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -390,28 +381,5 @@ func TestWriteBatchTooLarge(t *testing.T) {
 				t.Fatalf("after split commits: %d keys, want %d", got, len(before)+n)
 			}
 		})
-	}
-}
-
-// TestRaftBatchLargeEntriesFit: raft entries above raftValueThreshold go to
-// the value log and cost the transaction limit only a pointer, so a batch of
-// them far larger than the limit still commits atomically.
-func TestRaftBatchLargeEntriesFit(t *testing.T) {
-	e := newEngines(t)
-	const n = 300
-	val := bytes.Repeat([]byte{'e'}, 2*raftValueThreshold)
-	var wb WriteBatch
-	for i := range n {
-		wb.Set(RaftLogKey(1, uint64(i)), val)
-	}
-	size := wb.Size()
-	if limit := 15 * testOptions().MemTableSize / 100; int64(size) <= limit {
-		t.Fatalf("test batch of %d bytes does not exceed the txn limit %d", size, limit)
-	}
-	mustCommit(t, e.Raft, &wb)
-	for _, i := range []uint64{0, n / 2, n - 1} {
-		if v, ok := getValue(t, e.Raft, RaftLogKey(1, i)); !ok || !bytes.Equal(v, val) {
-			t.Fatalf("entry %d: present %v, %d bytes", i, ok, len(v))
-		}
 	}
 }

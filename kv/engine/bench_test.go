@@ -47,13 +47,6 @@ func benchWriteBatch(b *testing.B, commit func(*WriteBatch) error, key func(i ui
 	}
 }
 
-// BenchmarkWriteBatchRaftDB commits raft log entries to the raft DB with
-// WriteRaft, which fdatasyncs every commit.
-func BenchmarkWriteBatchRaftDB(b *testing.B) {
-	e := benchEngines(b)
-	benchWriteBatch(b, e.WriteRaft, func(i uint64) []byte { return RaftLogKey(1, i) })
-}
-
 // BenchmarkWriteBatchKVDB commits user data to the kv DB, which does not
 // fsync.
 func BenchmarkWriteBatchKVDB(b *testing.B) {

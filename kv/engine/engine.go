@@ -6,32 +6,37 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/gogo/protobuf/proto"
+
+	"github.com/regionkv/regionkv/kv/raftlog"
 )
 
 // ErrNotFound is returned by GetMsg when the key does not exist.
 var ErrNotFound = errors.New("engine: key not found")
 
-// Options sizes the two DBs. The zero value gives the production defaults;
+// Options sizes the engines. The zero value gives the production defaults;
 // tests and the harness use SmallOptions.
 type Options struct {
-	// MemTableSize of each DB. It also bounds the largest atomic batch: Badger
-	// refuses a transaction over ~15% of it.
+	// MemTableSize of the kv DB. It also bounds the largest atomic batch:
+	// Badger refuses a transaction over ~15% of it.
 	MemTableSize int64
-	// BlockCacheSize of the kv DB (the raft DB is read mostly from memory).
+	// BlockCacheSize of the kv DB.
 	BlockCacheSize int64
-	// ValueLogFileSize of each DB.
+	// ValueLogFileSize of the kv DB.
 	ValueLogFileSize int64
+	// RaftSegmentSize is the size of the raft log's segment files
+	// (raftlog.Options.SegmentSize).
+	RaftSegmentSize int64
 	// Logger receives Badger's warnings and errors; nil means slog.Default().
 	Logger *slog.Logger
 }
 
-// SmallOptions suits tests and in-process clusters of several stores.
+// SmallOptions suits tests and in-process clusters of several stores. Small
+// raft log segments make the harness rotate and purge them often.
 func SmallOptions() Options {
-	return Options{MemTableSize: 32 << 20, BlockCacheSize: 16 << 20, ValueLogFileSize: 64 << 20}
+	return Options{MemTableSize: 32 << 20, BlockCacheSize: 16 << 20, ValueLogFileSize: 64 << 20, RaftSegmentSize: 4 << 20}
 }
 
 func (o Options) withDefaults() Options {
@@ -44,50 +49,51 @@ func (o Options) withDefaults() Options {
 	if o.ValueLogFileSize == 0 {
 		o.ValueLogFileSize = 256 << 20
 	}
+	if o.RaftSegmentSize == 0 {
+		o.RaftSegmentSize = raftlog.DefaultSegmentSize
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
 	return o
 }
 
-// raftValueThreshold: raft log entries (and states) larger than this are kept
-// in the raft DB's value log rather than its LSM tree.
-const raftValueThreshold = 4 << 10
-
-// Engines are a store's raft DB and kv DB.
+// Engines are a store's raft log and kv DB.
 type Engines struct {
-	Raft *badger.DB
+	Raft *raftlog.Log
 	KV   *badger.DB
 	Dir  string
 
-	raftSync *walSyncer
-	advisor  *advisor
+	advisor *advisor
 }
 
-// Open opens (creating if needed) the raft and kv DBs under dir.
+// Open opens (creating if needed) the raft log and the kv DB under dir. A
+// raft DB left by an earlier version (a Badger DB in raft/) is imported into
+// the raft log and then removed.
 func Open(dir string, opts Options) (*Engines, error) {
 	opts = opts.withDefaults()
-	raftPath, kvPath := filepath.Join(dir, "raft"), filepath.Join(dir, "kv")
-	for _, p := range []string{raftPath, kvPath} {
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			return nil, fmt.Errorf("engine: %w", err)
-		}
+	raftPath, kvPath := filepath.Join(dir, "raftlog"), filepath.Join(dir, "kv")
+	if err := os.MkdirAll(kvPath, 0o755); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
 	}
-	raftDB, err := badger.Open(badgerOptions(raftPath, opts, true))
+	raftLog, err := raftlog.Open(raftPath, raftlog.Options{SegmentSize: opts.RaftSegmentSize, Logger: opts.Logger})
 	if err != nil {
-		return nil, fmt.Errorf("engine: open raft db %s: %w", raftPath, err)
+		return nil, fmt.Errorf("engine: open raft log %s: %w", raftPath, err)
 	}
-	kvDB, err := badger.Open(badgerOptions(kvPath, opts, false))
+	if err := importLegacyRaftDB(filepath.Join(dir, "raft"), raftLog, opts); err != nil {
+		raftLog.Close()
+		return nil, err
+	}
+	kvDB, err := badger.Open(badgerOptions(kvPath, opts))
 	if err != nil {
-		raftDB.Close()
+		raftLog.Close()
 		return nil, fmt.Errorf("engine: open kv db %s: %w", kvPath, err)
 	}
-	return &Engines{Raft: raftDB, KV: kvDB, Dir: dir, raftSync: newWALSyncer(raftPath),
-		advisor: startAdvisor(raftPath, kvPath)}, nil
+	return &Engines{Raft: raftLog, KV: kvDB, Dir: dir, advisor: startAdvisor(kvPath)}, nil
 }
 
-func badgerOptions(path string, opts Options, raft bool) badger.Options {
-	o := badger.DefaultOptions(path).
+func badgerOptions(path string, opts Options) badger.Options {
+	return badger.DefaultOptions(path).
 		WithLogger(badgerLogger{opts.Logger.With("db", filepath.Base(path))}).
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
@@ -95,74 +101,20 @@ func badgerOptions(path string, opts Options, raft bool) badger.Options {
 		WithMemTableSize(opts.MemTableSize).
 		WithValueLogFileSize(opts.ValueLogFileSize).
 		WithNumCompactors(2).
-		WithNumGoroutines(2)
-	if raft {
-		// The raft log must be durable before a peer acknowledges it:
-		// WriteRaft syncs each batch itself (walsync.go says why not
-		// SyncWrites). Entries past raftValueThreshold live in the value
-		// log, so that a round of large entries costs Badger's transaction
-		// size limit a pointer each and one round's raft batch always fits
-		// in one atomic transaction.
-		o = o.WithValueThreshold(raftValueThreshold).
-			WithBlockCacheSize(opts.BlockCacheSize / 8).
-			WithCompression(0)
-	} else {
-		o = o.WithBlockCacheSize(opts.BlockCacheSize)
-	}
-	return o
+		WithNumGoroutines(2).
+		WithBlockCacheSize(opts.BlockCacheSize)
 }
 
-// Close closes both DBs.
+// Close closes the raft log and the kv DB.
 func (e *Engines) Close() error {
 	e.advisor.close()
-	e.raftSync.close()
 	return errors.Join(e.Raft.Close(), e.KV.Close())
 }
 
-// WriteRaft commits wb to the raft DB atomically and makes it durable (with
-// every earlier write to the raft DB) before it returns. Writes to the raft
-// DB by any other means are not durable until the next WriteRaft or SyncRaft.
-func (e *Engines) WriteRaft(wb *WriteBatch) error {
-	if wb.Len() == 0 {
-		return nil
-	}
-	if err := wb.Commit(e.Raft); err != nil {
-		return err
-	}
-	return e.raftSync.sync(wb.maxVal >= raftValueThreshold/2)
-}
-
-// RaftSyncStats returns how many times WriteRaft and SyncRaft synced the
-// raft DB's logs, and the time they spent in fdatasync.
-func (e *Engines) RaftSyncStats() (syncs uint64, total time.Duration) {
-	return e.raftSync.syncs.Load(), time.Duration(e.raftSync.nanos.Load())
-}
-
-// SyncRaft makes every write to the raft DB so far durable, value log
-// included.
-func (e *Engines) SyncRaft() error {
-	return e.raftSync.sync(true)
-}
-
-// RaftValueLogGC reclaims space in the raft DB's value log (large entries
-// that log GC deleted). Badger's value-log GC rewrites the live entries of a
-// file and then deletes the file; without SyncWrites the rewritten entries
-// would not be durable yet. An open iterator makes Badger defer the
-// deletion until it closes, so the rewrite is synced first.
-func (e *Engines) RaftValueLogGC(discardRatio float64) error {
-	txn := e.Raft.NewTransaction(false)
-	it := txn.NewIterator(badger.IteratorOptions{})
-	rewrote := false
-	for e.Raft.RunValueLogGC(discardRatio) == nil {
-		rewrote = true
-	}
-	var err error
-	if rewrote {
-		err = e.SyncRaft()
-	}
-	it.Close()
-	txn.Discard()
-	return err
+// WriteRaft writes b to the raft log and makes it durable (with every earlier
+// write to the raft log) before it returns.
+func (e *Engines) WriteRaft(b *raftlog.Batch) error {
+	return e.Raft.Write(b, true)
 }
 
 // SyncKV makes every write to the kv DB so far durable, even against power

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -10,11 +11,15 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/regionkv/regionkv/kv/raftlog"
+	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
 )
 
-// testOptions are small DBs for tests. The kv DB keeps Badger's default 1 MB
-// value threshold, which must not exceed 15% of MemTableSize, so 8 MB is about
-// the smallest memtable both DBs accept; it caps one transaction at ~1.2 MB.
+// testOptions are small engines for tests. The kv DB keeps Badger's default
+// 1 MB value threshold, which must not exceed 15% of MemTableSize, so 8 MB is
+// about the smallest memtable it accepts; it caps one transaction at ~1.2 MB.
 func testOptions() Options {
 	return Options{
 		MemTableSize:     8 << 20,
@@ -90,20 +95,17 @@ func allKeys(tb testing.TB, db *badger.DB) [][]byte {
 	return keys
 }
 
-func TestOpenCreatesBothDBs(t *testing.T) {
+func TestOpenCreatesBoth(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "not", "yet", "there")
 	e := openAt(t, dir, testOptions())
 	defer e.Close()
 	if e.Dir != dir {
 		t.Fatalf("Dir = %q, want %q", e.Dir, dir)
 	}
-	if got, want := e.Raft.Opts().Dir, filepath.Join(dir, "raft"); got != want {
-		t.Fatalf("raft dir = %q, want %q", got, want)
-	}
 	if got, want := e.KV.Opts().Dir, filepath.Join(dir, "kv"); got != want {
 		t.Fatalf("kv dir = %q, want %q", got, want)
 	}
-	for _, sub := range []string{"raft", "kv"} {
+	for _, sub := range []string{"raftlog", "kv"} {
 		if fi, err := os.Stat(filepath.Join(dir, sub)); err != nil || !fi.IsDir() {
 			t.Fatalf("%s: %v", sub, err)
 		}
@@ -113,26 +115,18 @@ func TestOpenCreatesBothDBs(t *testing.T) {
 func TestDBOptions(t *testing.T) {
 	e := newEngines(t)
 	opts := testOptions()
-	raft, kv := e.Raft.Opts(), e.KV.Opts()
+	kv := e.KV.Opts()
 
 	tests := []struct {
 		name      string
 		got, want any
 	}{
-		// The raft DB's durability comes from WriteRaft's own fdatasync
-		// (walsync_test.go), not from Badger's SyncWrites.
-		{"raft SyncWrites", raft.SyncWrites, false},
+		// The kv DB is synced when it must be (SyncKV), not on every write.
 		{"kv SyncWrites", kv.SyncWrites, false},
-		{"raft ValueThreshold", raft.ValueThreshold, int64(raftValueThreshold)},
-		{"raft MemTableSize", raft.MemTableSize, opts.MemTableSize},
 		{"kv MemTableSize", kv.MemTableSize, opts.MemTableSize},
-		{"raft ValueLogFileSize", raft.ValueLogFileSize, opts.ValueLogFileSize},
 		{"kv ValueLogFileSize", kv.ValueLogFileSize, opts.ValueLogFileSize},
 		{"kv BlockCacheSize", kv.BlockCacheSize, opts.BlockCacheSize},
-		{"raft BlockCacheSize", raft.BlockCacheSize, opts.BlockCacheSize / 8},
-		{"raft DetectConflicts", raft.DetectConflicts, false},
 		{"kv DetectConflicts", kv.DetectConflicts, false},
-		{"raft NumVersionsToKeep", raft.NumVersionsToKeep, 1},
 		{"kv NumVersionsToKeep", kv.NumVersionsToKeep, 1},
 	}
 	for _, tc := range tests {
@@ -146,12 +140,13 @@ func TestDBOptions(t *testing.T) {
 
 func TestOptionsDefaults(t *testing.T) {
 	d := Options{}.withDefaults()
-	if d.MemTableSize != 128<<20 || d.BlockCacheSize != 256<<20 || d.ValueLogFileSize != 256<<20 || d.Logger == nil {
+	if d.MemTableSize != 128<<20 || d.BlockCacheSize != 256<<20 || d.ValueLogFileSize != 256<<20 ||
+		d.RaftSegmentSize != raftlog.DefaultSegmentSize || d.Logger == nil {
 		t.Fatalf("zero Options defaults = %+v", d)
 	}
 	s := SmallOptions()
 	if got := s.withDefaults(); got.MemTableSize != s.MemTableSize || got.BlockCacheSize != s.BlockCacheSize ||
-		got.ValueLogFileSize != s.ValueLogFileSize {
+		got.ValueLogFileSize != s.ValueLogFileSize || got.RaftSegmentSize != s.RaftSegmentSize {
 		t.Fatalf("withDefaults overrode set fields: %+v -> %+v", s, got)
 	}
 }
@@ -159,15 +154,16 @@ func TestOptionsDefaults(t *testing.T) {
 func TestReopenKeepsData(t *testing.T) {
 	dir := t.TempDir()
 	region := []byte("region-1")
-	raftKeys := [][]byte{RaftLogKey(1, 5), RaftLogKey(1, 6), RaftStateKey(1)}
 	kvKeys := [][]byte{StoreIdentKey, ApplyStateKey(1), RegionStateKey(1), DataKey('d', []byte("k")), DataKey('w', []byte("k"))}
 
 	e := openAt(t, dir, testOptions())
-	var wb WriteBatch
-	for _, k := range raftKeys {
-		wb.Set(k, append([]byte("raft:"), k...))
+	var rb raftlog.Batch
+	rb.Append(1, []raftpb.Entry{{Term: 5, Index: 6, Data: []byte("six")}, {Term: 5, Index: 7, Data: []byte("seven")}})
+	rb.SetState(1, &rspb.RaftLocalState{LastIndex: 7, LastTerm: 5})
+	if err := e.WriteRaft(&rb); err != nil {
+		t.Fatal(err)
 	}
-	mustCommit(t, e.Raft, &wb)
+	var wb WriteBatch
 	for _, k := range kvKeys {
 		wb.Set(k, append([]byte("kv:"), k...))
 	}
@@ -184,13 +180,13 @@ func TestReopenKeepsData(t *testing.T) {
 
 	for round := range 2 { // reopen twice: a reopened store must reopen too
 		e = openAt(t, dir, testOptions())
-		for _, k := range raftKeys {
-			if v, ok := getValue(t, e.Raft, k); !ok || !bytes.Equal(v, append([]byte("raft:"), k...)) {
-				t.Fatalf("round %d: raft %x = %q, %v", round, k, v, ok)
-			}
-			if _, ok := getValue(t, e.KV, k); ok {
-				t.Fatalf("round %d: raft key %x leaked into the kv DB", round, k)
-			}
+		ents, err := e.Raft.Entries(1, 6, 8, 1<<20)
+		if err != nil || len(ents) != 2 || string(ents[1].Data) != "seven" {
+			t.Fatalf("round %d: raft log entries %v, %v", round, ents, err)
+		}
+		var st rspb.RaftLocalState
+		if ok, err := e.Raft.State(1, &st); !ok || err != nil || st.LastIndex != 7 {
+			t.Fatalf("round %d: raft state %v, %v, %v", round, &st, ok, err)
 		}
 		for _, k := range kvKeys {
 			if v, ok := getValue(t, e.KV, k); !ok || !bytes.Equal(v, append([]byte("kv:"), k...)) {
@@ -209,12 +205,12 @@ func TestReopenKeepsData(t *testing.T) {
 func TestOpenErrors(t *testing.T) {
 	t.Run("dir is a file", func(t *testing.T) {
 		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "raft"), nil, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "raftlog"), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if e, err := Open(dir, testOptions()); err == nil {
 			e.Close()
-			t.Fatal("Open succeeded with raft/ a regular file")
+			t.Fatal("Open succeeded with raftlog/ a regular file")
 		}
 	})
 
@@ -228,11 +224,11 @@ func TestOpenErrors(t *testing.T) {
 		}
 	})
 
-	t.Run("kv db fails: raft db is released", func(t *testing.T) {
+	t.Run("kv db fails: raft log is released", func(t *testing.T) {
 		dir := t.TempDir()
-		// Hold the kv DB's directory lock so that Open gets the raft DB and
+		// Hold the kv DB's directory lock so that Open gets the raft log and
 		// then fails on the kv DB.
-		holder, err := badger.Open(badgerOptions(filepath.Join(dir, "kv"), testOptions().withDefaults(), false))
+		holder, err := badger.Open(badgerOptions(filepath.Join(dir, "kv"), testOptions().withDefaults()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,7 +240,7 @@ func TestOpenErrors(t *testing.T) {
 		if err := holder.Close(); err != nil {
 			t.Fatal(err)
 		}
-		// If the failed Open leaked the raft DB, its lock would still be held.
+		// If the failed Open leaked the raft log, its lock would still be held.
 		e := openAt(t, dir, testOptions())
 		if err := e.Close(); err != nil {
 			t.Fatal(err)
@@ -271,5 +267,56 @@ func TestSyncKV(t *testing.T) {
 	}
 	if _, ok := getValue(t, e.KV, DataKey('d', []byte{39, 1, 243})); !ok {
 		t.Fatal("last write missing")
+	}
+}
+
+// TestImportLegacyRaftDB: a data dir written by a version that kept the raft
+// log in a Badger DB opens with that log and those states in the raft log,
+// and the old DB is gone.
+func TestImportLegacyRaftDB(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions().withDefaults()
+	old, err := badger.Open(badgerOptions(filepath.Join(dir, "raft"), opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wb WriteBatch
+	entry := func(region, idx uint64) {
+		wb.SetMsg(RaftLogKey(region, idx), &raftpb.Entry{Term: 3, Index: idx, Data: fmt.Appendf(nil, "%d/%d", region, idx)})
+	}
+	// Region 1: a leftover that log GC had not deleted yet, a gap, then the
+	// live log 10..12. Region 2: a state only.
+	entry(1, 3)
+	for i := uint64(10); i <= 12; i++ {
+		entry(1, i)
+	}
+	wb.SetMsg(RaftStateKey(1), &rspb.RaftLocalState{LastIndex: 12, LastTerm: 3})
+	wb.SetMsg(RaftStateKey(2), &rspb.RaftLocalState{LastIndex: 5, LastTerm: 5})
+	mustCommit(t, old, &wb)
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for round := range 2 {
+		e := openAt(t, dir, testOptions())
+		if first, last, ok := e.Raft.Bounds(1); !ok || first != 10 || last != 12 {
+			t.Fatalf("round %d: region 1 log %d..%d (%v), want 10..12", round, first, last, ok)
+		}
+		ents, err := e.Raft.Entries(1, 10, 13, 1<<20)
+		if err != nil || len(ents) != 3 || string(ents[2].Data) != "1/12" {
+			t.Fatalf("round %d: entries %v, %v", round, ents, err)
+		}
+		for region, last := range map[uint64]uint64{1: 12, 2: 5} {
+			var st rspb.RaftLocalState
+			if ok, err := e.Raft.State(region, &st); !ok || err != nil || st.LastIndex != last {
+				t.Fatalf("round %d: region %d state %v, %v, %v", round, region, &st, ok, err)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, "raft")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("round %d: the old raft DB is still there: %v", round, err)
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

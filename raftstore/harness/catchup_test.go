@@ -10,10 +10,10 @@ import (
 )
 
 // TestFollowerCatchUpManySmallEntries: a follower cut off while the leader
-// appends thousands of small entries (each under the raft DB's value-log
-// threshold, so each counts in full against Badger's transaction limit)
-// catches up through MsgApps once healed. One round of the follower may
-// step many of those MsgApps, and its Ready must still be persisted.
+// appends thousands of small entries catches up through MsgApps once healed.
+// Its rounds step at most the append budget of them each (when the raft log
+// was a Badger DB, one round stepping them all made a transaction too big
+// to commit, and the store stopped).
 func TestFollowerCatchUpManySmallEntries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes thousands of entries")
@@ -28,9 +28,9 @@ func TestFollowerCatchUpManySmallEntries(t *testing.T) {
 		}
 	}
 	c.Network().Isolate(follower)
-	// ~8 MiB of ~2 KiB entries: more than the 4.8 MiB a transaction of the
-	// harness's 32 MiB memtables may hold, less than the log-GC limits, so
-	// the follower catches up from the log, not a snapshot.
+	// ~8 MiB of ~2 KiB entries: twice the append budget, less than the
+	// log-GC limits, so the follower catches up from the log, not a
+	// snapshot.
 	val := bytes.Repeat([]byte{'v'}, 2000)
 	const n = 4000
 	var wg sync.WaitGroup
