@@ -408,8 +408,8 @@ func (l *Log) deleteTo(region, end uint64) {
 	for _, lc := range r.locs[:n] {
 		r.bytes -= int64(lc.size)
 	}
-	// Copy rather than reslice, so that the dropped head is freed.
-	r.locs = append(make([]loc, 0, len(r.locs)-int(n)+16), r.locs[n:]...)
+	// The dropped head is freed when an append next grows the slice.
+	r.locs = r.locs[n:]
 	r.first = end
 	if len(r.locs) == 0 {
 		r.first = 0
