@@ -139,6 +139,7 @@ func (s *Store) loadPeers() error {
 	it := engine.NewRangeIter(txn, prefix, []byte{prefix[0], prefix[1] + 1}, false, false)
 	defer it.Close()
 	var tombstones []*metapb.Region
+	var leftovers []gcTask
 	for ; it.Valid(); it.Next() {
 		var st rspb.RegionLocalState
 		if err := it.Item().Value(st.Unmarshal); err != nil {
@@ -169,8 +170,14 @@ func (s *Store) loadPeers() error {
 			p.holdVotes()
 		}
 		s.addPeer(p)
+		// Entries at or below the truncated index whose deletion a stop or
+		// crash cut short: left alone, an idle region would keep them.
+		if first, _, ok := s.engines.Raft.Bounds(st.Region.Id); ok && first <= p.ps.truncatedIndex() {
+			leftovers = append(leftovers, gcTask{regionID: st.Region.Id, start: first, end: p.ps.truncatedIndex() + 1})
+		}
 	}
 	s.log.Info("loaded regions", "count", len(s.meta.peers))
+	s.logGC.schedule(leftovers)
 	return s.sweepTombstones(tombstones)
 }
 

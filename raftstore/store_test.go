@@ -224,3 +224,48 @@ func TestSweepTombstoneLeftovers(t *testing.T) {
 		t.Fatalf("%d data keys left", len(kvs))
 	}
 }
+
+// TestStartDeletesLeftoverEntries: raft log entries at or below the
+// truncated index whose deletion a stop or crash cut short are deleted when
+// the store starts, even if the region never compacts again.
+func TestStartDeletesLeftoverEntries(t *testing.T) {
+	eng := openTestEngines(t)
+	if err := BootstrapStore(eng, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	region := testRegion("a", "m")
+	region.Peers[0].StoreId = 1
+	if err := BootstrapRegion(eng, region); err != nil {
+		t.Fatal(err)
+	}
+	// The bootstrap truncated the log at RaftInitLogIndex; entries up to it
+	// are leftovers.
+	var wb raftlog.Batch
+	var ents []raftpb.Entry
+	for i := uint64(1); i <= RaftInitLogIndex; i++ {
+		ents = append(ents, raftpb.Entry{Term: 1, Index: i})
+	}
+	wb.Append(region.Id, ents)
+	if err := eng.WriteRaft(&wb); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStore(testConfig(), eng, &loopTransport{stores: map[uint64]*Store{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		first, last, ok := eng.Raft.Bounds(region.Id)
+		if !ok || first > RaftInitLogIndex {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leftover entries [%d, %d] still in the raft log", first, last)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -62,6 +62,7 @@ func (w *logGCWorker) run() {
 	for {
 		select {
 		case <-w.s.stopc:
+			w.gc() // what is queued; otherwise only the next start would
 			return
 		case <-w.signal:
 		}
@@ -69,6 +70,7 @@ func (w *logGCWorker) run() {
 		// Let the tasks of other regions gather.
 		select {
 		case <-w.s.stopc:
+			w.gc()
 			return
 		case <-time.After(time.Duration(w.s.cfg.RaftLogGCTickTicks) * w.s.cfg.RaftBaseTickInterval):
 		}
@@ -80,6 +82,9 @@ func (w *logGCWorker) gc() {
 	tasks := w.tasks
 	w.tasks = nil
 	w.mu.Unlock()
+	if len(tasks) == 0 {
+		return
+	}
 	if err := w.s.engines.SyncKV(); err != nil {
 		fatalf("raft log gc: %v", err)
 	}

@@ -25,6 +25,7 @@ func testOptions() Options {
 		MemTableSize:     8 << 20,
 		BlockCacheSize:   1 << 20,
 		ValueLogFileSize: 1 << 20,
+		RaftSegmentSize:  1 << 20,
 		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
@@ -318,5 +319,18 @@ func TestImportLegacyRaftDB(t *testing.T) {
 		if err := e.Close(); err != nil {
 			t.Fatal(err)
 		}
+		// As if the removal of the imported DB had been cut short: a
+		// partial Badger dir, which must not be imported again.
+		if round == 0 {
+			if err := os.MkdirAll(filepath.Join(dir, "raft.imported"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "raft.imported", "000001.vlog"), []byte("partial"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "raft.imported")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the half-removed imported DB is still there: %v", err)
 	}
 }

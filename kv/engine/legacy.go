@@ -21,8 +21,13 @@ const importBatchBytes = 16 << 20
 // earlier version (a Badger DB in dir, keyed by RaftLogKey and RaftStateKey)
 // into l, syncs l, and removes dir. It is idempotent: an import cut short by
 // a crash is redone whole on the next Open, and an append or a state written
-// twice is the same log.
+// twice is the same log. Once imported, dir is renamed before it is removed,
+// so that a removal cut short is finished, not taken for a DB to import.
 func importLegacyRaftDB(dir string, l *raftlog.Log, opts Options) error {
+	done := dir + ".imported"
+	if err := os.RemoveAll(done); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -88,10 +93,16 @@ func importLegacyRaftDB(dir string, l *raftlog.Log, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("engine: import legacy raft db %s: %w", dir, err)
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := os.Rename(dir, done); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-	return syncDir(filepath.Dir(dir))
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	if err := os.RemoveAll(done); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	return nil
 }
 
 func regionIDOf(key []byte) uint64 { return binary.BigEndian.Uint64(key[2:10]) }

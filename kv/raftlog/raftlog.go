@@ -33,30 +33,39 @@
 //
 // # Segments, checkpoints and purging
 //
-// Once the active segment passes Options.SegmentSize, the log rotates: it
-// syncs the segment, and creates the next one (under a temporary name,
-// renamed once synced) whose first record is a checkpoint: every region's
-// current state, and the entries of regions whose oldest entry sits two or
-// more segments back and whose log is small (idle regions that log GC does
-// not compact would otherwise pin old segments forever). Replaying the
+// Once the active segment has grown Options.SegmentSize past its start, the
+// log rotates: it cuts the segment to its records and syncs it, and starts
+// the next (from a spare, see spare.go, under a temporary name renamed once
+// synced) with a checkpoint record: every region's current state, and the
+// entries of regions whose oldest entry sits two or more segments back,
+// oldest first and up to half a segment of them (idle regions, which log GC
+// does not compact, would otherwise pin old segments forever). Replaying the
 // segments from any checkpoint onward therefore gives the same states and the
 // same live entries as replaying them all, as long as no live entry sits in
-// an earlier segment; purge deletes exactly those earlier segments, after
-// syncing the active one so that every deletion it relies on is durable.
+// an earlier segment; purge removes exactly those earlier segments, oldest
+// first, after syncing the active one so that every deletion it relies on is
+// durable.
 //
 // # Recovery
 //
-// Open replays every segment in order. A record that does not verify ends the
-// newest segment (a write torn by a crash; it was never acknowledged, since
-// a write is acknowledged only after its fdatasync), and the segment is cut
-// there; in any older segment it is corruption and Open fails. Open then
-// starts a new segment, so a segment is never appended to after a crash.
+// Open replays the segments in order. Ids grow by one, so a gap means a purge
+// was cut short, and the segments before it are removed unread. A record that
+// does not verify ends the newest segment (what follows was never written, or
+// is a write torn by a crash, never acknowledged since a write is
+// acknowledged only after its fdatasync), and the segment is cut there; in
+// any older segment it is corruption and Open fails. Open then starts a new
+// segment, so a segment is never appended to after a crash. A failed
+// fdatasync is sticky: the log takes no more writes, since the kernel may
+// have dropped the pages it could not write and report the next sync as a
+// success.
 //
 // Entries must only be deleted (deleteTo) once the applied state that makes
 // them unnecessary is durable; raftstore syncs the kv DB first.
 package raftlog
 
 import (
+	"cmp"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -134,6 +143,10 @@ type segment struct {
 	id   uint64
 	f    *os.File
 	size int64
+	// rotateAt is the size past which the segment rotates: SegmentSize
+	// beyond its checkpoint, so that a big checkpoint cannot make every
+	// write rotate.
+	rotateAt int64
 }
 
 // Log is the raft log engine. It is safe for concurrent use.
@@ -148,7 +161,8 @@ type Log struct {
 	regions map[uint64]*regionLog
 	files   map[uint64]*os.File // every live segment, by id
 	active  segment
-	err     error // sticky: a failed write leaves the active segment unusable
+	err     error    // sticky: a failed write leaves the active segment unusable
+	spares  []string // spare segment files (spare.go)
 
 	// Group commit: a writer takes a ticket once its record is written; one
 	// fdatasync covers every ticket taken before it began.
@@ -157,6 +171,10 @@ type Log struct {
 	synced  uint64     // protected by syncMu
 
 	syncs, syncNanos atomic.Uint64
+
+	fillReq    chan struct{} // wakes the spare filler
+	stopc      chan struct{} // closed by Close
+	fillerDone chan struct{}
 }
 
 // Open opens the log in dir, creating it if needed, and replays it.
@@ -175,11 +193,14 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{dir: dir, opts: opts, log: opts.Logger.With("db", "raftlog"), lock: lock,
-		regions: make(map[uint64]*regionLog), files: make(map[uint64]*os.File)}
+		regions: make(map[uint64]*regionLog), files: make(map[uint64]*os.File),
+		fillReq: make(chan struct{}, 1), stopc: make(chan struct{}), fillerDone: make(chan struct{})}
 	if err := l.recover(); err != nil {
 		l.closeFiles()
 		return nil, err
 	}
+	go l.runFiller()
+	l.wakeFiller()
 	return l, nil
 }
 
@@ -188,6 +209,28 @@ func (l *Log) recover() error {
 	ids, err := l.listSegments()
 	if err != nil {
 		return err
+	}
+	if err := l.loadSpares(); err != nil {
+		return err
+	}
+	if len(l.spares) == 0 {
+		if err := l.fillSpare(); err != nil {
+			return err
+		}
+	}
+	// Segment ids grow by one, and purge removes a prefix of them: a gap
+	// means a purge stopped part way, and what precedes it was being
+	// removed.
+	for i := len(ids) - 1; i > 0; i-- {
+		if ids[i] != ids[i-1]+1 {
+			for _, id := range ids[:i] {
+				if err := os.Remove(l.path(id)); err != nil {
+					return fmt.Errorf("raftlog: %w", err)
+				}
+			}
+			ids = ids[i:]
+			break
+		}
 	}
 	for i, id := range ids {
 		if err := l.replay(id, i == len(ids)-1); err != nil {
@@ -266,7 +309,14 @@ func (l *Log) replay(id uint64, newest bool) error {
 			if !newest {
 				return fmt.Errorf("%w: %s: bad record at offset %d", ErrCorrupt, path, off)
 			}
-			l.log.Warn("cutting a torn write off the raft log", "segment", path, "offset", off, "bytes", int64(len(data))-off)
+			// The rest is what was never written (zeros, or a recycled
+			// spare's old records), or a write torn by a crash, which was
+			// never acknowledged.
+			level := slog.LevelInfo
+			if rest := data[off:]; len(rest) >= recHeader && binary.LittleEndian.Uint64(rest) == 0 {
+				level = slog.LevelDebug
+			}
+			l.log.Log(context.Background(), level, "raft log ends before its segment does", "segment", path, "offset", off, "cut_bytes", int64(len(data))-off)
 			if err := cutSegment(path, off); err != nil {
 				return err
 			}
@@ -464,7 +514,7 @@ func (l *Log) writeLocked(b *Batch) (ticket uint64, rotated bool, err error) {
 	b.apply(l, seg.id, seg.size)
 	seg.size += int64(len(buf))
 	ticket = l.tickets.Add(1)
-	if seg.size >= l.opts.SegmentSize {
+	if seg.size >= seg.rotateAt {
 		if err := l.rotateLocked(); err != nil {
 			l.err = err
 			return 0, false, err
@@ -494,7 +544,7 @@ func (l *Log) syncTo(ticket uint64) error {
 	}
 	start := time.Now()
 	if err := fdatasync(f); err != nil {
-		return err
+		return l.fail(err)
 	}
 	l.syncs.Add(1)
 	l.syncNanos.Add(uint64(time.Since(start)))
@@ -508,12 +558,18 @@ func (l *Log) SyncStats() (syncs uint64, total time.Duration) {
 	return l.syncs.Load(), time.Duration(l.syncNanos.Load())
 }
 
-// rotateLocked finishes the active segment and starts the next.
+// rotateLocked finishes the active segment and starts the next. The
+// finished segment is cut to its records, so that only the newest segment
+// can end in anything but a whole record.
 func (l *Log) rotateLocked() error {
-	if err := fdatasync(l.active.f); err != nil {
-		return err
+	old := l.active
+	if err := old.f.Truncate(old.size); err != nil {
+		return fmt.Errorf("raftlog: %w", err)
 	}
-	return l.startSegment(l.active.id+1, true)
+	if err := old.f.Sync(); err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	return l.startSegment(old.id+1, true)
 }
 
 // startSegment creates segment id, whose first record is the checkpoint (see
@@ -523,20 +579,37 @@ func (l *Log) rotateLocked() error {
 func (l *Log) startSegment(id uint64, rewrite bool) error {
 	var cp Batch
 	cp.Reset()
+	var pinning []uint64
 	for region, r := range l.regions {
 		if r.state != nil {
 			cp.setState(region, r.state)
 		}
-		if rewrite && len(r.locs) > 0 && r.locs[0].file+2 <= id && r.bytes <= l.opts.SegmentSize/8 {
-			if err := l.rewrite(&cp, region, r); err != nil {
-				return err
-			}
+		if rewrite && len(r.locs) > 0 && r.locs[0].file+2 <= id {
+			pinning = append(pinning, region)
 		}
 	}
-	tmp := l.path(id) + tmpExt
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	// Oldest first, at most half a segment per checkpoint; the rest wait
+	// for the next rotation.
+	slices.SortFunc(pinning, func(a, b uint64) int {
+		return cmp.Compare(l.regions[a].locs[0].file, l.regions[b].locs[0].file)
+	})
+	budget := l.opts.SegmentSize / 2
+	for _, region := range pinning {
+		r := l.regions[region]
+		if r.bytes > budget {
+			continue // log GC's size limit bounds it
+		}
+		budget -= r.bytes
+		if err := l.rewrite(&cp, region, r); err != nil {
+			return err
+		}
+	}
+	if len(cp.buf)-recHeader > maxRecord {
+		return fmt.Errorf("raftlog: checkpoint of %d bytes exceeds %d", len(cp.buf)-recHeader, maxRecord)
+	}
+	f, tmp, err := l.segmentFile(id)
 	if err != nil {
-		return fmt.Errorf("raftlog: %w", err)
+		return err
 	}
 	buf := make([]byte, fileHeader, fileHeader+len(cp.buf))
 	copy(buf, magic)
@@ -546,8 +619,8 @@ func (l *Log) startSegment(id uint64, rewrite bool) error {
 		binary.LittleEndian.PutUint32(cp.buf[4:8], checksum(id, cp.buf[0:4], cp.buf[recHeader:]))
 		buf = append(buf, cp.buf...)
 	}
-	if _, err := f.Write(buf); err == nil {
-		err = fdatasync(f)
+	if _, err = f.WriteAt(buf, 0); err == nil {
+		err = f.Sync()
 	}
 	if err == nil {
 		err = os.Rename(tmp, l.path(id))
@@ -563,7 +636,7 @@ func (l *Log) startSegment(id uint64, rewrite bool) error {
 		cp.apply(l, id, fileHeader)
 	}
 	l.files[id] = f
-	l.active = segment{id: id, f: f, size: int64(len(buf))}
+	l.active = segment{id: id, f: f, size: int64(len(buf)), rotateAt: int64(len(buf)) + l.opts.SegmentSize}
 	return nil
 }
 
@@ -594,21 +667,47 @@ func (l *Log) purge() error {
 	l.mu.RUnlock()
 	// The index above may count on deletions not yet durable.
 	if err := fdatasync(f); err != nil {
-		return err
+		return l.fail(err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for id, f := range l.files {
-		if id >= oldest {
-			continue
+	// Oldest first, so that what a crash leaves is a run of segments, or a
+	// run with a gap whose head recover removes.
+	var ids []uint64
+	for id := range l.files {
+		if id < oldest {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		f := l.files[id]
+		var size int64
+		if fi, err := f.Stat(); err == nil {
+			size = fi.Size()
 		}
 		f.Close()
 		delete(l.files, id)
-		if err := os.Remove(l.path(id)); err != nil {
-			return fmt.Errorf("raftlog: purge: %w", err)
+		if err := l.retire(id, size); err != nil {
+			return err
 		}
 	}
+	if len(ids) > 0 {
+		return syncDir(l.dir)
+	}
 	return nil
+}
+
+// fail makes err sticky: after a failed fdatasync the kernel may have dropped
+// the dirty pages and report success for the next, so no later write may be
+// acknowledged.
+func (l *Log) fail(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err == nil {
+		l.err = err
+	}
+	return err
 }
 
 // State reads region's RaftLocalState into st. It reports false if the
@@ -691,7 +790,16 @@ func (l *Log) Size() int64 {
 
 // Close syncs and closes the log.
 func (l *Log) Close() error {
+	select {
+	case <-l.stopc:
+		return errors.New("raftlog: closed twice")
+	default:
+	}
+	close(l.stopc)
+	<-l.fillerDone
 	err := l.Sync()
+	l.syncMu.Lock() // no purge or sync under way
+	defer l.syncMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.closeFiles()
