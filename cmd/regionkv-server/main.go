@@ -30,7 +30,7 @@ import (
 
 // usages documents every config key, which is also a flag.
 var usages = map[string]string{
-	"data-dir":                 "data directory (raft/ and kv/ Badger DBs, snap/, LOCK)",
+	"data-dir":                 "data directory (raftlog/ raft log, kv/ Badger DB, snap/, LOCK)",
 	"addr":                     "gRPC listen address",
 	"advertise-addr":           "gRPC address other stores and clients dial (default: --addr)",
 	"status-addr":              "status HTTP listen address: /status, /metrics, /debug/pprof/ (empty: disabled)",

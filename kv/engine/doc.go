@@ -1,23 +1,27 @@
-// Package engine owns a store's two Badger databases and the layout of every
-// key regionkv writes into them.
+// Package engine owns a store's two engines and the layout of every key
+// regionkv writes into its kv DB.
 //
-// A store keeps two DBs under its data directory:
+// A store keeps, under its data directory:
 //
-//   - raft/ holds each region's raft log and RaftLocalState. It is opened with
-//     SyncWrites, so a committed batch is durable when Commit returns.
-//   - kv/ holds user data, RaftApplyState, RegionLocalState and the StoreIdent.
-//     It is not synced on every write: it can always be rebuilt from the raft
-//     log, as long as the log is never truncated past a durable applied index.
+//   - raftlog/: each region's raft log and RaftLocalState, in the raft log
+//     engine (package raftlog). Every WriteRaft is durable when it returns.
+//   - kv/: a Badger DB with user data, RaftApplyState, RegionLocalState and
+//     the StoreIdent. It is not synced on every write: it can always be
+//     rebuilt from the raft log, as long as the log is never truncated past
+//     a durable applied index.
 //
-// Keys (big-endian u64 ids and indexes):
+// Keys of the kv DB (big-endian u64 ids and indexes):
 //
-//	raft log entry   0x01 0x02 region_id 0x01 log_idx   raft DB
-//	raft state       0x01 0x02 region_id 0x02           raft DB
-//	apply state      0x01 0x02 region_id 0x03           kv DB
-//	region state     0x01 0x03 region_id 0x01           kv DB
-//	store ident      0x01 0x01                          kv DB
-//	user data        'z' cf_byte user_key               kv DB
+//	apply state      0x01 0x02 region_id 0x03
+//	region state     0x01 0x03 region_id 0x01
+//	store ident      0x01 0x01
+//	user data        'z' cf_byte user_key
 //
 // Local keys (0x01...) sort below every data key ('z'...), so a scan of user
-// data never meets metadata.
+// data never meets metadata. RaftLogKey and RaftStateKey are the keys of the
+// raft DB of earlier versions (a Badger DB in raft/), which Open imports into
+// the raft log:
+//
+//	raft log entry   0x01 0x02 region_id 0x01 log_idx
+//	raft state       0x01 0x02 region_id 0x02
 package engine

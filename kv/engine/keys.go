@@ -63,7 +63,8 @@ func regionKey(prefix byte, regionID uint64, suffix byte, extra int) []byte {
 	return k
 }
 
-// RaftLogKey is the raft DB key of a region's log entry at index.
+// RaftLogKey is the key of a region's log entry at index in the raft DB of
+// earlier versions (see legacy.go).
 func RaftLogKey(regionID, index uint64) []byte {
 	k := regionKey(regionRaftPrefix, regionID, raftLogSuffix, 8)
 	return binary.BigEndian.AppendUint64(k, index)
@@ -82,7 +83,8 @@ func RaftLogIndex(key []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(key[11:]), nil
 }
 
-// RaftStateKey is the raft DB key of a region's RaftLocalState.
+// RaftStateKey is the key of a region's RaftLocalState in the raft DB of
+// earlier versions (see legacy.go).
 func RaftStateKey(regionID uint64) []byte {
 	return regionKey(regionRaftPrefix, regionID, raftStateSuffix, 0)
 }
