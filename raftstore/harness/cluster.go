@@ -187,6 +187,17 @@ func (c *Cluster) Store(id uint64) *raftstore.Store {
 	return nil
 }
 
+// RaftLogSize returns the bytes of a running store's raft log segments, or
+// -1 if it is stopped.
+func (c *Cluster) RaftLogSize(id uint64) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h := c.stores[id]; h != nil && h.store != nil {
+		return h.eng.Raft.Size()
+	}
+	return -1
+}
+
 // Rand returns a random int in [0, n) from the cluster's seeded source.
 func (c *Cluster) Rand(n int) int {
 	c.mu.Lock()
