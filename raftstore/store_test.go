@@ -184,15 +184,7 @@ func TestPutGet(t *testing.T) {
 // tombstone but before removing its raft state, log and data has them
 // removed on the next start.
 func TestSweepTombstoneLeftovers(t *testing.T) {
-	eng := openTestEngines(t)
-	if err := BootstrapStore(eng, 1, 1); err != nil {
-		t.Fatal(err)
-	}
-	region := testRegion("a", "m")
-	region.Peers[0].StoreId = 1
-	if err := BootstrapRegion(eng, region); err != nil {
-		t.Fatal(err)
-	}
+	eng, region := bootstrapOneRegion(t)
 	fillRegion(t, eng, "b", 10, 10)
 	var raftWB raftlog.Batch
 	var kvWB engine.WriteBatch
@@ -229,15 +221,7 @@ func TestSweepTombstoneLeftovers(t *testing.T) {
 // truncated index whose deletion a stop or crash cut short are deleted when
 // the store starts, even if the region never compacts again.
 func TestStartDeletesLeftoverEntries(t *testing.T) {
-	eng := openTestEngines(t)
-	if err := BootstrapStore(eng, 1, 1); err != nil {
-		t.Fatal(err)
-	}
-	region := testRegion("a", "m")
-	region.Peers[0].StoreId = 1
-	if err := BootstrapRegion(eng, region); err != nil {
-		t.Fatal(err)
-	}
+	eng, region := bootstrapOneRegion(t)
 	// The bootstrap truncated the log at RaftInitLogIndex; entries up to it
 	// are leftovers.
 	var wb raftlog.Batch
@@ -268,4 +252,20 @@ func TestStartDeletesLeftoverEntries(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// bootstrapOneRegion opens engines for store 1 of cluster 1, bootstrapped
+// with region [a, m) whose only peer is on it.
+func bootstrapOneRegion(t *testing.T) (*engine.Engines, *metapb.Region) {
+	t.Helper()
+	eng := openTestEngines(t)
+	if err := BootstrapStore(eng, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	region := testRegion("a", "m")
+	region.Peers[0].StoreId = 1
+	if err := BootstrapRegion(eng, region); err != nil {
+		t.Fatal(err)
+	}
+	return eng, region
 }
