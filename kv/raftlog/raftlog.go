@@ -574,8 +574,8 @@ func (l *Log) rotateLocked() error {
 
 // startSegment creates segment id, whose first record is the checkpoint (see
 // the package doc), and makes it the active segment. With rewrite, the
-// checkpoint also carries the entries of small regions that pin old
-// segments.
+// checkpoint also carries the entries of regions that pin old segments,
+// oldest first and up to half a segment of them.
 func (l *Log) startSegment(id uint64, rewrite bool) error {
 	var cp Batch
 	cp.Reset()
