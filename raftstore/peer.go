@@ -181,8 +181,8 @@ func (p *peer) handleMsgs(msgs []peerMsg) {
 	// this round has stepped appendBudget bytes of appended entries, the
 	// remaining raft messages wait for the next round: a follower catching
 	// up may have many MB of MsgApps queued, and its Ready is held in memory
-	// and written in one raft log record. Raft messages only: the others are answered or
-	// applied now, whatever becomes of the peer.
+	// and written in one raft log record. Raft messages only: the others are
+	// answered or applied now, whatever becomes of the peer.
 	if len(p.deferred) > 0 {
 		msgs = append(p.deferred, msgs...)
 		p.deferred = nil
