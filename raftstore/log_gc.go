@@ -110,7 +110,7 @@ func (p *peer) applyCompactLog(c *raft_cmdpb.CompactLogRequest) error {
 		ps.logSize = ps.logSize * (last - c.CompactIndex) / (last - old)
 	}
 	ps.cache.compactTo(c.CompactIndex + 1)
-	p.compacted = append(p.compacted, gcTask{regionID: p.regionID(), start: old + 1, end: c.CompactIndex + 1})
+	p.compacted = append(p.compacted, gcTask{regionID: p.regionID(), end: c.CompactIndex + 1})
 	return nil
 }
 

@@ -85,11 +85,11 @@ type peer struct {
 	// appliedEarly is how many of the Ready's committed entries applyEarly
 	// applied.
 	appliedEarly int
-	// compacted lists raft log ranges truncated this round; their keys are
-	// deleted in the background once the round's kv writes are synced.
+	// compacted lists raft log ranges truncated this round; their entries
+	// are deleted in the background once the round's kv writes are synced.
 	compacted []gcTask
 	// deferred are raft messages left for the next round: a round steps at
-	// most Store.appendBudget bytes of appended entries (handleMsgs).
+	// most appendBudget bytes of appended entries (handleMsgs).
 	deferred []peerMsg
 
 	// pendingSplits are regions this round's splits created; their peers
@@ -200,7 +200,7 @@ func (p *peer) handleMsgs(msgs []peerMsg) {
 		switch m.kind {
 		case peerMsgRaft:
 			n := appendBytes(m.raft)
-			if len(p.deferred) > 0 || (appended > 0 && appended+n > p.store.appendBudget) {
+			if len(p.deferred) > 0 || (appended > 0 && appended+n > appendBudget) {
 				p.deferred = append(p.deferred, *m)
 				continue
 			}

@@ -57,10 +57,6 @@ type Store struct {
 	leaseDur time.Duration
 	sendSem  chan struct{} // bounds concurrent snapshot sends
 	recvSem  chan struct{} // bounds concurrent snapshot receives
-	// raftBatchBytes bounds a worker's raft batch before it is written
-	// early, and appendBudget bounds the entries one peer steps in a round
-	// (see handleMsgs): both bound a round's memory and its write.
-	raftBatchBytes, appendBudget int
 
 	// meta is what other goroutines may read about the peers.
 	meta struct {
@@ -120,7 +116,6 @@ func NewStore(cfg Config, engines *engine.Engines, trans Transport) (*Store, err
 		stopc:   make(chan struct{}),
 	}
 	s.leaseDur = cfg.leaseDuration()
-	s.raftBatchBytes, s.appendBudget = raftBatchBytes, appendBudget
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.logGC = newLogGCWorker(s)
 	s.ticking = newStoreTicking()
@@ -173,7 +168,7 @@ func (s *Store) loadPeers() error {
 		// Entries at or below the truncated index whose deletion a stop or
 		// crash cut short: left alone, an idle region would keep them.
 		if first, _, ok := s.engines.Raft.Bounds(st.Region.Id); ok && first <= p.ps.truncatedIndex() {
-			leftovers = append(leftovers, gcTask{regionID: st.Region.Id, start: first, end: p.ps.truncatedIndex() + 1})
+			leftovers = append(leftovers, gcTask{regionID: st.Region.Id, end: p.ps.truncatedIndex() + 1})
 		}
 	}
 	s.log.Info("loaded regions", "count", len(s.meta.peers))

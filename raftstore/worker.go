@@ -100,7 +100,7 @@ func (w *raftWorker) round() {
 			entries += len(p.ready.Entries)
 			applied += len(p.ready.CommittedEntries)
 		}
-		if w.raftWB.Size() > w.store.raftBatchBytes {
+		if w.raftWB.Size() > raftBatchBytes {
 			// Bound one write; every peer's Ready still lands atomically.
 			w.commitRaftBatch()
 		}

@@ -19,10 +19,10 @@ import (
 // sending, and the periodic cleanup of snapshot files and of the raft DB's
 // value log. Each is started by Store.Start and stopped by Store.Stop.
 
-// gcTask deletes the raft log entries [start, end) of a region; they were
-// truncated by an applied CompactLog.
+// gcTask deletes a region's raft log entries below end; they were truncated
+// by an applied CompactLog.
 type gcTask struct {
-	regionID, start, end uint64
+	regionID, end uint64
 }
 
 // logGCWorker deletes truncated raft log entries. Before deleting anything it
@@ -93,7 +93,8 @@ func (w *logGCWorker) gc() {
 		b.DeleteTo(t.regionID, t.end)
 	}
 	// Not synced: a deletion lost in a crash leaves entries below the
-	// truncated index, which the next one deletes.
+	// truncated index, which the next one, or the store's next start,
+	// deletes.
 	if err := w.s.engines.Raft.Write(&b, false); err != nil {
 		fatalf("raft log gc: %v", err)
 	}
