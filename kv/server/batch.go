@@ -61,10 +61,10 @@ loop:
 				spawn(func() {
 					defer running.Done()
 					start := time.Now()
-					resp := batchCommand(ctx, kv, req)
+					resp, method := batchCommand(ctx, kv, req)
 					out.add(resp)
 					if obs != nil {
-						obs(batchMethod(req), codes.Code(resp.Code), time.Since(start))
+						obs(method, codes.Code(resp.Code), time.Since(start))
 					}
 				})
 			}
@@ -86,27 +86,32 @@ loop:
 	return end
 }
 
-// batchCommand runs one request of a batch as its unary call would.
-func batchCommand(ctx context.Context, kv kvpb.KvServer, req *kvrpcpb.BatchCommandsRequest_Request) *kvrpcpb.BatchCommandsResponse_Response {
+// batchCommand runs one request of a batch as its unary call would, and
+// returns the full name of that unary method with the answer.
+func batchCommand(ctx context.Context, kv kvpb.KvServer, req *kvrpcpb.BatchCommandsRequest_Request) (*kvrpcpb.BatchCommandsResponse_Response, string) {
 	if req.TimeoutUs > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutUs)*time.Microsecond)
 		defer cancel()
 	}
 	resp := &kvrpcpb.BatchCommandsResponse_Response{Id: req.Id}
+	method := "/regionkv.kvpb.Kv/BatchCommands"
 	var err error
 	switch cmd := req.Cmd.(type) {
 	case *kvrpcpb.BatchCommandsRequest_Request_Get:
+		method = "/regionkv.kvpb.Kv/RawGet"
 		var r *kvrpcpb.RawGetResponse
 		if r, err = kv.RawGet(ctx, cmd.Get); err == nil {
 			resp.Cmd = &kvrpcpb.BatchCommandsResponse_Response_Get{Get: r}
 		}
 	case *kvrpcpb.BatchCommandsRequest_Request_Put:
+		method = "/regionkv.kvpb.Kv/RawPut"
 		var r *kvrpcpb.RawPutResponse
 		if r, err = kv.RawPut(ctx, cmd.Put); err == nil {
 			resp.Cmd = &kvrpcpb.BatchCommandsResponse_Response_Put{Put: r}
 		}
 	case *kvrpcpb.BatchCommandsRequest_Request_Delete:
+		method = "/regionkv.kvpb.Kv/RawDelete"
 		var r *kvrpcpb.RawDeleteResponse
 		if r, err = kv.RawDelete(ctx, cmd.Delete); err == nil {
 			resp.Cmd = &kvrpcpb.BatchCommandsResponse_Response_Delete{Delete: r}
@@ -118,20 +123,7 @@ func batchCommand(ctx context.Context, kv kvpb.KvServer, req *kvrpcpb.BatchComma
 		st := status.Convert(err)
 		resp.Code, resp.Message = uint32(st.Code()), st.Message()
 	}
-	return resp
-}
-
-// batchMethod is the full name of the unary method req stands for.
-func batchMethod(req *kvrpcpb.BatchCommandsRequest_Request) string {
-	switch req.Cmd.(type) {
-	case *kvrpcpb.BatchCommandsRequest_Request_Get:
-		return "/regionkv.kvpb.Kv/RawGet"
-	case *kvrpcpb.BatchCommandsRequest_Request_Put:
-		return "/regionkv.kvpb.Kv/RawPut"
-	case *kvrpcpb.BatchCommandsRequest_Request_Delete:
-		return "/regionkv.kvpb.Kv/RawDelete"
-	}
-	return "/regionkv.kvpb.Kv/BatchCommands"
+	return resp, method
 }
 
 // batchOut collects a stream's finished responses for its one sender.
@@ -179,9 +171,12 @@ func (o *batchOut) sendAll(stream kvpb.Kv_BatchCommandsServer) error {
 		for sendErr == nil && (len(resps) > 0 || closed) {
 			// At most batchMaxBytes of answers per message (and at least one).
 			n, size := 0, 0
-			for n < len(resps) && (n == 0 || size+resps[n].Size() <= batchMaxBytes) {
-				size += resps[n].Size()
-				n++
+			for ; n < len(resps); n++ {
+				sz := resps[n].Size()
+				if n > 0 && size+sz > batchMaxBytes {
+					break
+				}
+				size += sz
 			}
 			last := closed && n == len(resps)
 			sendErr = stream.Send(&kvrpcpb.BatchCommandsResponse{Responses: resps[:n], Closing: last})
