@@ -207,10 +207,7 @@ func (ps *PeerStorage) appendEntries(wb *raftlog.Batch, ents []raftpb.Entry) {
 	if len(ents) == 0 {
 		return
 	}
-	wb.Append(ps.region.Id, ents)
-	for i := range ents {
-		ps.logSize += uint64(ents[i].Size())
-	}
+	ps.logSize += uint64(wb.Append(ps.region.Id, ents))
 	last := ents[len(ents)-1]
 	ps.raftState.LastIndex, ps.raftState.LastTerm = last.Index, last.Term
 	ps.cache.append(ents)

@@ -4,11 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 
 	"go.etcd.io/raft/v3/raftpb"
-	"golang.org/x/sys/unix"
 
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
 )
@@ -61,22 +59,25 @@ func (b *Batch) op(kind byte, region uint64) *batchOp {
 }
 
 // Append adds region's entries ents, which replace any entries from
-// ents[0].Index on.
-func (b *Batch) Append(region uint64, ents []raftpb.Entry) {
+// ents[0].Index on. It returns the size of their encodings.
+func (b *Batch) Append(region uint64, ents []raftpb.Entry) int {
 	if len(ents) == 0 {
-		return
+		return 0
 	}
+	total := 0
 	b.beginAppend(region, ents[0].Index, len(ents))
 	for i := range ents {
 		e := &ents[i]
 		if e.Index != ents[0].Index+uint64(i) {
 			panic(fmt.Sprintf("raftlog: region %d: entries not contiguous at %d", region, e.Index))
 		}
-		dst := b.addEntry(e.Term, e.Size())
-		if _, err := e.MarshalToSizedBuffer(dst); err != nil {
+		size := e.Size()
+		total += size
+		if _, err := e.MarshalToSizedBuffer(b.addEntry(e.Term, size)); err != nil {
 			panic(fmt.Sprintf("raftlog: marshal entry: %v", err))
 		}
 	}
+	return total
 }
 
 func (b *Batch) beginAppend(region, first uint64, count int) {
@@ -194,19 +195,5 @@ func (d *decoder) skip(n uint64) {
 	}
 	if d.err == nil {
 		d.pos += int(n)
-	}
-}
-
-// fdatasync flushes f's data, and its size when that changed.
-func fdatasync(f *os.File) error {
-	for {
-		err := unix.Fdatasync(int(f.Fd()))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("raftlog: fdatasync %s: %w", f.Name(), err)
-		}
-		return nil
 	}
 }

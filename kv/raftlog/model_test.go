@@ -1,7 +1,6 @@
 package raftlog
 
 import (
-	"fmt"
 	"math/rand"
 	"os"
 	"testing"
@@ -96,37 +95,16 @@ func TestRandomModel(t *testing.T) {
 		seg := int64(4<<10 + rnd.Intn(16<<10))
 		l := open(t, dir, seg)
 		model := map[uint64]*modelRegion{}
-		check := func(l *Log, when string) {
+		check := func(l *Log, when string, step int) {
+			t.Helper()
+			t.Logf("seed %d: checking the log %s after step %d", seed, when, step)
 			for region := uint64(1); region <= 6; region++ {
 				m := model[region]
-				var st rspb.RaftLocalState
-				ok, _ := l.State(region, &st)
-				want := uint64(0)
-				if m != nil {
-					want = m.state
+				if m == nil {
+					m = &modelRegion{}
 				}
-				if (want != 0) != ok || (ok && st.LastIndex != want) {
-					t.Fatalf("seed %d %s: region %d state %v %v want %d", seed, when, region, ok, st.LastIndex, want)
-				}
-				first, last, ok := l.Bounds(region)
-				if m == nil || len(m.terms) == 0 {
-					if ok {
-						t.Fatalf("seed %d %s: region %d has %d..%d, want none", seed, when, region, first, last)
-					}
-					continue
-				}
-				if !ok || first != m.first || last != m.first+uint64(len(m.terms))-1 {
-					t.Fatalf("seed %d %s: region %d bounds %d..%d %v, want %d..%d", seed, when, region, first, last, ok, m.first, m.first+uint64(len(m.terms))-1)
-				}
-				es, err := l.Entries(region, first, last+1, ^uint64(0))
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i, e := range es {
-					if e.Term != m.terms[i] || e.Index != first+uint64(i) || string(e.Data) != fmt.Sprintf("entry %d term %d", e.Index, e.Term) {
-						t.Fatalf("seed %d %s: region %d entry %d bad", seed, when, region, e.Index)
-					}
-				}
+				checkState(t, l, region, m.state)
+				checkLog(t, l, region, m.first, m.first+uint64(len(m.terms)), func(i uint64) uint64 { return m.terms[i-m.first] })
 			}
 		}
 		var termc uint64 = 1
@@ -192,10 +170,10 @@ func TestRandomModel(t *testing.T) {
 				t.Fatal(err)
 			}
 			if step%500 == 499 {
-				check(l, "live")
+				check(l, "live", step)
 				l.Close()
 				l = open(t, dir, seg)
-				check(l, "reopen")
+				check(l, "reopened", step)
 			}
 		}
 		l.Close()

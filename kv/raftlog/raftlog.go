@@ -829,3 +829,17 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// fdatasync flushes f's data, and its size when that changed.
+func fdatasync(f *os.File) error {
+	for {
+		err := unix.Fdatasync(int(f.Fd()))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("raftlog: fdatasync %s: %w", f.Name(), err)
+		}
+		return nil
+	}
+}
