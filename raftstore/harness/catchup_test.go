@@ -20,13 +20,7 @@ func TestFollowerCatchUpManySmallEntries(t *testing.T) {
 	}
 	c := New(t, Options{Stores: 3})
 	leader := c.WaitLeader(1)
-	var follower uint64
-	for _, id := range c.StoreIDs() {
-		if id != leader.StoreID {
-			follower = id
-			break
-		}
-	}
+	follower := c.OtherStore(leader.StoreID)
 	c.Network().Isolate(follower)
 	// ~8 MiB of ~2 KiB entries: twice the append budget, less than the
 	// log-GC limits, so the follower catches up from the log, not a

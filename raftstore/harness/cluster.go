@@ -314,6 +314,19 @@ func (c *Cluster) WaitLeader(regionID uint64) *raftstore.PeerStatus {
 	return st
 }
 
+// OtherStore returns the first store, in id order, that is not storeID: a
+// follower's store, given the leader's.
+func (c *Cluster) OtherStore(storeID uint64) uint64 {
+	c.t.Helper()
+	for _, id := range c.StoreIDs() {
+		if id != storeID {
+			return id
+		}
+	}
+	c.t.Fatalf("harness: no store besides %d", storeID)
+	return 0
+}
+
 // Eventually polls f every few milliseconds until it returns nil, failing
 // the test with f's last error after timeout.
 func (c *Cluster) Eventually(timeout time.Duration, f func() error) {

@@ -94,13 +94,7 @@ func TestOneSplit(t *testing.T) {
 	c.MustPut([]byte("b1"), []byte("v"))
 	before := c.RegionOf([]byte("a1"))
 	leader := c.WaitLeader(before.Id)
-	var cut uint64
-	for _, id := range c.StoreIDs() {
-		if id != leader.StoreID {
-			cut = id
-			break
-		}
-	}
+	cut := c.OtherStore(leader.StoreID)
 	c.Network().Isolate(cut)
 	right := c.MustSplit([]byte("b"))
 	left := c.RegionOf([]byte("a1"))

@@ -20,13 +20,7 @@ func TestOneSnapshot(t *testing.T) {
 	c := New(t, Options{Stores: 3, Config: lowGCConfig()})
 	c.MustPut([]byte("k0"), []byte("v0"))
 	leader := c.WaitLeader(firstRegionID)
-	var lagger uint64
-	for _, id := range c.StoreIDs() {
-		if id != leader.StoreID {
-			lagger = id
-			break
-		}
-	}
+	lagger := c.OtherStore(leader.StoreID)
 	c.Network().Isolate(lagger)
 	before, _ := c.PeerStatus(lagger, firstRegionID)
 	for i := 1; i <= 100; i++ {
@@ -84,12 +78,7 @@ func TestSnapshotApplyCrash(t *testing.T) {
 	}
 	c := New(t, Options{Stores: 3, Config: cfg})
 	leader := c.WaitLeader(firstRegionID)
-	for _, id := range c.StoreIDs() {
-		if id != leader.StoreID {
-			lagger = id
-			break
-		}
-	}
+	lagger = c.OtherStore(leader.StoreID)
 	c.MustPut([]byte("old"), []byte("x"))
 	c.Eventually(5*time.Second, func() error {
 		if _, ok := c.EngineGet(lagger, []byte("old")); !ok {
