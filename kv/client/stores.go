@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/regionkv/regionkv/internal/grpcwindow"
 	"github.com/regionkv/regionkv/internal/writeoutcome"
 	"github.com/regionkv/regionkv/proto/kvpb"
 )
@@ -63,7 +64,7 @@ func dialOptions(extra []grpc.DialOption) []grpc.DialOption {
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(maxGRPCMessage)),
 		grpc.WithChainUnaryInterceptor(writeoutcome.UnaryClientInterceptor),
-	}, extra...)
+	}, append(grpcwindow.DialOptions(), extra...)...)
 }
 
 // client returns a Kv client of the store and its address.

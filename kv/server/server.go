@@ -15,6 +15,7 @@ import (
 
 	_ "github.com/regionkv/regionkv/internal/grpccodec" // the gogo-aware "proto" codec
 	"github.com/regionkv/regionkv/internal/grpcreflection"
+	"github.com/regionkv/regionkv/internal/grpcwindow"
 	"github.com/regionkv/regionkv/proto/kvpb"
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
@@ -157,15 +158,16 @@ const (
 // GRPCServerOptions returns the options a store's grpc.Server should be
 // created with: keepalive enforcement that admits client pings every
 // KeepaliveMinPingInterval (even without active streams), server-side
-// keepalive pings, and a receive limit of MaxGRPCMessageSize, which admits
-// the largest legal batch. The send limit stays at gRPC's default (no
-// practical limit), since scan responses are bounded only by their limit.
+// keepalive pings, a receive limit of MaxGRPCMessageSize, which admits the
+// largest legal batch, and fixed flow-control windows (grpcwindow). The
+// send limit stays at gRPC's default (no practical limit), since scan
+// responses are bounded only by their limit.
 //
 // Requests run on a pool of StreamWorkers long-lived goroutines (gRPC
 // falls back to a new goroutine when all are busy): a fresh goroutine per
 // request grew its stack on every call, 17% of a leader's CPU under reads.
 func GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	return append([]grpc.ServerOption{
 		grpc.NumStreamWorkers(StreamWorkers),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             KeepaliveMinPingInterval,
@@ -176,5 +178,5 @@ func GRPCServerOptions() []grpc.ServerOption {
 			Timeout: KeepaliveTimeout,
 		}),
 		grpc.MaxRecvMsgSize(MaxGRPCMessageSize),
-	}
+	}, grpcwindow.ServerOptions()...)
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	_ "github.com/regionkv/regionkv/internal/grpccodec" // the gogo-aware "proto" codec
+	"github.com/regionkv/regionkv/internal/grpcwindow"
 	"github.com/regionkv/regionkv/internal/writeoutcome"
 	"github.com/regionkv/regionkv/proto/metapb"
 )
@@ -111,7 +112,7 @@ func (p *Pool) dialOptions() []grpc.DialOption {
 		// Forwarded writes (kv/server) must not take an Unavailable after
 		// the send for "not run".
 		grpc.WithChainUnaryInterceptor(writeoutcome.UnaryClientInterceptor),
-	}, p.opts.DialOptions...)
+	}, append(grpcwindow.DialOptions(), p.opts.DialOptions...)...)
 }
 
 // maxRecvMsgSize matches what a store's server accepts (kv/server's
