@@ -61,17 +61,7 @@ func TestPinnedByLeftover(t *testing.T) {
 		b.Append(9, ents(1, 1, 200)) // ~5KB > 16KB/8
 		b.SetState(9, &rspb.RaftLocalState{LastIndex: 199})
 	})
-	var next uint64 = 1
-	for round := 0; round < 3000; round++ {
-		write(t, l, func(b *Batch) {
-			b.Append(1, ents(2, next, next+10))
-			b.SetState(1, &rspb.RaftLocalState{LastIndex: next + 9})
-			if next > 50 {
-				b.DeleteTo(1, next-40)
-			}
-		})
-		next += 10
-	}
+	churn(t, l, 3000)
 	if n := len(segments(t, dir)); n > 4 {
 		t.Fatalf("%d segments left (%d bytes) for ~6KB of live log", n, l.Size())
 	}

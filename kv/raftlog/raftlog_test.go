@@ -44,6 +44,25 @@ func write(t *testing.T, l *Log, fill func(b *Batch)) {
 	}
 }
 
+// churn writes rounds batches to busy region 1: 10 entries at term 2 and
+// the state each, deleting all but the last 50 entries once there are
+// more. It returns the index after the last entry written.
+func churn(t *testing.T, l *Log, rounds int) uint64 {
+	t.Helper()
+	var next uint64 = 1
+	for range rounds {
+		write(t, l, func(b *Batch) {
+			b.Append(1, ents(2, next, next+10))
+			b.SetState(1, &rspb.RaftLocalState{LastIndex: next + 9})
+			if next > 50 {
+				b.DeleteTo(1, next-40)
+			}
+		})
+		next += 10
+	}
+	return next
+}
+
 // checkLog asserts region's entries are exactly [lo, hi) at term for each
 // index given by termAt.
 func checkLog(t *testing.T, l *Log, region, lo, hi uint64, termAt func(uint64) uint64) {
@@ -167,17 +186,7 @@ func TestRotateAndPurge(t *testing.T) {
 		b.Append(9, ents(1, 6, 9))
 		b.SetState(9, &rspb.RaftLocalState{LastIndex: 8})
 	})
-	var next uint64 = 1
-	for round := 0; round < 1000; round++ {
-		write(t, l, func(b *Batch) {
-			b.Append(1, ents(2, next, next+10))
-			b.SetState(1, &rspb.RaftLocalState{LastIndex: next + 9})
-			if next > 50 {
-				b.DeleteTo(1, next-40)
-			}
-		})
-		next += 10
-	}
+	next := churn(t, l, 1000)
 	check := func(l *Log) {
 		checkLog(t, l, 1, next-50, next, term(2))
 		checkState(t, l, 1, next-1)
