@@ -96,7 +96,7 @@ func importLegacyRaftDB(dir string, l *raftlog.Log, opts Options) error {
 	if err := os.Rename(dir, done); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-	if err := syncDir(filepath.Dir(dir)); err != nil {
+	if err := raftlog.SyncDir(filepath.Dir(dir)); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
 	if err := os.RemoveAll(done); err != nil {
@@ -106,12 +106,3 @@ func importLegacyRaftDB(dir string, l *raftlog.Log, opts Options) error {
 }
 
 func regionIDOf(key []byte) uint64 { return binary.BigEndian.Uint64(key[2:10]) }
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}

@@ -626,7 +626,7 @@ func (l *Log) startSegment(id uint64, rewrite bool) error {
 		err = os.Rename(tmp, l.path(id))
 	}
 	if err == nil {
-		err = syncDir(l.dir)
+		err = SyncDir(l.dir)
 	}
 	if err != nil {
 		f.Close()
@@ -693,7 +693,7 @@ func (l *Log) purge() error {
 		}
 	}
 	if len(ids) > 0 {
-		return syncDir(l.dir)
+		return SyncDir(l.dir)
 	}
 	return nil
 }
@@ -821,7 +821,9 @@ func (l *Log) closeFiles() {
 	}
 }
 
-func syncDir(dir string) error {
+// SyncDir makes dir's entries (files created, renamed or removed in it)
+// durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
