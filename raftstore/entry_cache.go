@@ -9,7 +9,7 @@ const entryCacheMaxBytes = 4 << 20
 
 // entryCache keeps the most recently persisted entries of one peer, so that
 // applying committed entries and replicating to followers that are slightly
-// behind do not read the raft DB. It holds a contiguous run of indexes.
+// behind do not read the raft log. It holds a contiguous run of indexes.
 type entryCache struct {
 	ents []raftpb.Entry // ents[i].Index == ents[0].Index+i
 	size int

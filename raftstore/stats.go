@@ -11,11 +11,11 @@ import (
 type Stats struct {
 	Rounds          uint64        // worker rounds that handled at least one peer
 	ReadyPeers      uint64        // peers with a Ready, summed over rounds
-	RaftSyncs       uint64        // raft-DB batch commits (each one fsync)
-	RaftSyncTime    time.Duration // the whole commit, Badger's part included
-	Fdatasyncs      uint64        // of the raft DB's logs (engine.WriteRaft)
+	RaftSyncs       uint64        // raft log batch writes (each one fsync)
+	RaftSyncTime    time.Duration // the whole write, the fdatasync included
+	Fdatasyncs      uint64        // of the raft log's segments (engine.WriteRaft)
 	FdatasyncTime   time.Duration
-	EntriesAppended uint64 // log entries written to the raft DB
+	EntriesAppended uint64 // log entries written to the raft log
 	KVCommits       uint64 // kv-DB transactions of applied entries
 	KVCommitTime    time.Duration
 	EntriesApplied  uint64

@@ -13,7 +13,7 @@ type raftRouter = router.Router[*peer, peerMsg, storeMsg]
 
 // raftWorker is one goroutine of the fixed raft worker pool. Each round it
 // takes a batch of ready mailboxes from the router and drives their peers
-// through one shared raft-DB write (one fsync) and one shared kv commit.
+// through one shared raft log write (one fsync) and one shared kv commit.
 type raftWorker struct {
 	store *Store
 	// Reused across rounds; owned by this worker's goroutine.

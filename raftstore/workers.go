@@ -16,8 +16,7 @@ import (
 )
 
 // The store's background workers: snapshot generation, raft log GC, snapshot
-// sending, and the periodic cleanup of snapshot files and of the raft DB's
-// value log. Each is started by Store.Start and stopped by Store.Stop.
+// sending, and the periodic cleanup of snapshot files. Each is started by Store.Start and stopped by Store.Stop.
 
 // gcTask deletes a region's raft log entries below end; they were truncated
 // by an applied CompactLog.
@@ -32,8 +31,8 @@ type gcTask struct {
 //
 // It runs at most once per log-GC tick, so that one kv sync covers the
 // compactions of every region in that time: a sync per region would put
-// large fsyncs of the kv DB between the raft DB's small ones (with 16
-// regions, raft-DB fsyncs took twice as long).
+// large fsyncs of the kv DB between the raft log's small ones (with 16
+// regions, raft log fsyncs took twice as long).
 type logGCWorker struct {
 	s      *Store
 	mu     sync.Mutex

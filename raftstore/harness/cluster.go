@@ -214,7 +214,7 @@ func (c *Cluster) Float() float64 {
 
 // StopStore stops a store as a crash would: its peers stop where they are,
 // messages to it are dropped and its DBs are closed. Everything it
-// acknowledged is on disk (the raft DB syncs every write).
+// acknowledged is on disk (the raft log syncs every write).
 func (c *Cluster) StopStore(id uint64) {
 	c.t.Helper()
 	c.mu.Lock()
