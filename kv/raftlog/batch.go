@@ -21,11 +21,10 @@ type Batch struct {
 }
 
 type batchOp struct {
-	kind    byte
-	region  uint64
-	index   uint64 // append: first index; deleteTo: end
-	lo, hi  int    // append: the op's locs in Batch.locs; state: bytes in buf
-	payload int    // where the op begins in buf
+	kind   byte
+	region uint64
+	index  uint64 // append: first index; deleteTo: end
+	lo, hi int    // append: the op's locs in Batch.locs; state: bytes in buf
 }
 
 // Reset empties b, keeping its memory.
@@ -52,7 +51,7 @@ func (b *Batch) Size() int { return max(len(b.buf), recHeader) }
 
 func (b *Batch) op(kind byte, region uint64) *batchOp {
 	b.init()
-	b.ops = append(b.ops, batchOp{kind: kind, region: region, payload: len(b.buf)})
+	b.ops = append(b.ops, batchOp{kind: kind, region: region})
 	b.buf = append(b.buf, kind)
 	b.buf = binary.AppendUvarint(b.buf, region)
 	return &b.ops[len(b.ops)-1]

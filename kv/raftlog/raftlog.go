@@ -134,10 +134,18 @@ type regionLog struct {
 	first uint64
 	locs  []loc
 	state []byte // RaftLocalState, encoded; nil if none
-	bytes int64  // total size of the live entries
 }
 
 func (r *regionLog) last() uint64 { return r.first + uint64(len(r.locs)) - 1 }
+
+// size is the total size of r's live entries.
+func (r *regionLog) size() int64 {
+	var n int64
+	for _, lc := range r.locs {
+		n += int64(lc.size)
+	}
+	return n
+}
 
 type segment struct {
 	id   uint64
@@ -431,15 +439,9 @@ func (l *Log) append(region, first uint64, locs []loc) {
 	}
 	r := l.regionOf(region)
 	if len(r.locs) == 0 || first < r.first || first > r.last()+1 {
-		r.first, r.locs, r.bytes = first, r.locs[:0], 0
+		r.first, r.locs = first, r.locs[:0]
 	} else {
-		for _, lc := range r.locs[first-r.first:] {
-			r.bytes -= int64(lc.size)
-		}
 		r.locs = r.locs[:first-r.first]
-	}
-	for _, lc := range locs {
-		r.bytes += int64(lc.size)
 	}
 	r.locs = append(r.locs, locs...)
 }
@@ -455,9 +457,6 @@ func (l *Log) deleteTo(region, end uint64) {
 		return
 	}
 	n := min(end-r.first, uint64(len(r.locs)))
-	for _, lc := range r.locs[:n] {
-		r.bytes -= int64(lc.size)
-	}
 	// The dropped head is freed when an append next grows the slice.
 	r.locs = r.locs[n:]
 	r.first = end
@@ -596,10 +595,11 @@ func (l *Log) startSegment(id uint64, rewrite bool) error {
 	budget := l.opts.SegmentSize / 2
 	for _, region := range pinning {
 		r := l.regions[region]
-		if r.bytes > budget {
+		size := r.size()
+		if size > budget {
 			continue // log GC's size limit bounds it
 		}
-		budget -= r.bytes
+		budget -= size
 		if err := l.rewrite(&cp, region, r); err != nil {
 			return err
 		}
