@@ -49,6 +49,18 @@ func (b *Batch) Len() int { return len(b.ops) }
 // Size returns the bytes b will write.
 func (b *Batch) Size() int { return max(len(b.buf), recHeader) }
 
+// seal checks b's size and fills in its record header (length and CRC) for
+// segment id; what names the record in the error.
+func (b *Batch) seal(id uint64, what string) error {
+	n := len(b.buf) - recHeader
+	if n > maxRecord {
+		return fmt.Errorf("raftlog: %s of %d bytes exceeds %d", what, n, maxRecord)
+	}
+	binary.LittleEndian.PutUint32(b.buf[0:4], uint32(n))
+	binary.LittleEndian.PutUint32(b.buf[4:8], checksum(id, b.buf[0:4], b.buf[recHeader:]))
+	return nil
+}
+
 func (b *Batch) op(kind byte, region uint64) *batchOp {
 	b.init()
 	b.ops = append(b.ops, batchOp{kind: kind, region: region})

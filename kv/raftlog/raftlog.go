@@ -478,9 +478,6 @@ func (l *Log) Write(b *Batch, sync bool) error {
 		}
 		return nil
 	}
-	if len(b.buf)-recHeader > maxRecord {
-		return fmt.Errorf("raftlog: batch of %d bytes exceeds %d", len(b.buf)-recHeader, maxRecord)
-	}
 	l.mu.Lock()
 	ticket, rotated, err := l.writeLocked(b)
 	l.mu.Unlock()
@@ -503,9 +500,10 @@ func (l *Log) writeLocked(b *Batch) (ticket uint64, rotated bool, err error) {
 		return 0, false, l.err
 	}
 	seg := &l.active
+	if err := b.seal(seg.id, "batch"); err != nil {
+		return 0, false, err // not sticky: the log is intact
+	}
 	buf := b.buf
-	binary.LittleEndian.PutUint32(buf[0:4], uint32(len(buf)-recHeader))
-	binary.LittleEndian.PutUint32(buf[4:8], checksum(seg.id, buf[0:4], buf[recHeader:]))
 	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
 		l.err = fmt.Errorf("raftlog: write %s: %w", seg.f.Name(), err)
 		return 0, false, l.err
@@ -532,6 +530,12 @@ func (l *Log) syncTo(ticket uint64) error {
 	if l.synced >= ticket {
 		return nil // a sync that began after our write has covered it
 	}
+	return l.syncLocked()
+}
+
+// syncLocked makes every write so far durable with an fdatasync of the
+// active segment. The caller holds syncMu.
+func (l *Log) syncLocked() error {
 	// Every ticket up to upTo was taken after its write, into the active
 	// segment as read below or an older one (which rotation synced).
 	upTo := l.tickets.Load()
@@ -604,8 +608,8 @@ func (l *Log) startSegment(id uint64, rewrite bool) error {
 			return err
 		}
 	}
-	if len(cp.buf)-recHeader > maxRecord {
-		return fmt.Errorf("raftlog: checkpoint of %d bytes exceeds %d", len(cp.buf)-recHeader, maxRecord)
+	if err := cp.seal(id, "checkpoint"); err != nil {
+		return err
 	}
 	f, tmp, err := l.segmentFile(id)
 	if err != nil {
@@ -615,8 +619,6 @@ func (l *Log) startSegment(id uint64, rewrite bool) error {
 	copy(buf, magic)
 	binary.LittleEndian.PutUint64(buf[8:16], id)
 	if !cp.Empty() {
-		binary.LittleEndian.PutUint32(cp.buf[0:4], uint32(len(cp.buf)-recHeader))
-		binary.LittleEndian.PutUint32(cp.buf[4:8], checksum(id, cp.buf[0:4], cp.buf[recHeader:]))
 		buf = append(buf, cp.buf...)
 	}
 	if _, err = f.WriteAt(buf, 0); err == nil {
@@ -663,11 +665,12 @@ func (l *Log) purge() error {
 			oldest = min(oldest, r.locs[0].file)
 		}
 	}
-	f := l.active.f
 	l.mu.RUnlock()
-	// The index above may count on deletions not yet durable.
-	if err := fdatasync(f); err != nil {
-		return l.fail(err)
+	// The index above may count on deletions not yet durable. (This also
+	// covers the rotating writer's sync: its ticket is below the one
+	// syncLocked reads.)
+	if err := l.syncLocked(); err != nil {
+		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
