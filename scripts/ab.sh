@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# ab: compare two regionkv-server binaries by running a cluster of each AT
+# THE SAME TIME on this machine, each under the same put load.
+#
+#   scripts/ab.sh OLD_SERVER NEW_SERVER
+#
+# On a shared VM, back-to-back runs of one binary differ by ±20% as the
+# machine's speed drifts, which hides a change worth a few percent. Two
+# clusters side by side share the drift: each gets about half the CPU, and the
+# one that needs less CPU per put does more puts. Each round starts both
+# clusters fresh (a scheduler and 3 stores each), splits each into $REGIONS,
+# warms up, runs $CLIENTS clients against each for $DURATION, and prints both
+# clusters' puts/s, their stores' CPU per put (from /proc) and the ratio
+# new/old; the clusters swap port ranges every round. Same-binary runs
+# (OLD = NEW) gave ratios of 1.00–1.01. The scheduler, ctl and bench come
+# from $BIN; data and logs go to $AB_DIR.
+#
+# Both servers are run with the same flags: $SERVER_FLAGS (e.g.
+# "--memtable-size 32MiB"); OLD_FLAGS and NEW_FLAGS add to them per side, so
+# one binary can also be compared with itself under different flags.
+set -euo pipefail
+
+[[ $# -eq 2 ]] || { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+old=$(realpath "$1") new=$(realpath "$2")
+bin=${BIN:-bin}
+dir=${AB_DIR:-data/ab}
+rounds=${ROUNDS:-4}
+regions=${REGIONS:-16}
+clients=${CLIENTS:-64}
+duration=${DURATION:-10}
+keys=100000
+
+pids=()
+cleanup() {
+	((${#pids[@]})) && kill "${pids[@]}" 2>/dev/null
+	wait 2>/dev/null || true
+	pids=()
+}
+trap cleanup EXIT
+
+# start SIDE SERVER PORTBASE [FLAGS...]: a scheduler on PORTBASE+1..4 and
+# stores on PORTBASE+11..13 (status +21..23).
+start() {
+	local side=$1 server=$2 p=$3 d=$dir/$1
+	shift 3
+	rm -rf "$d" && mkdir -p "$d"
+	"$bin/regionkv-scheduler" --data-dir "$d/sched" --addr "127.0.0.1:$((p + 1))" \
+		--status-addr "127.0.0.1:$((p + 2))" --etcd-client-url "http://127.0.0.1:$((p + 3))" \
+		--etcd-peer-url "http://127.0.0.1:$((p + 4))" >"$d/sched.log" 2>&1 &
+	pids+=($!)
+	for i in 0 1 2; do
+		# shellcheck disable=SC2086 # SERVER_FLAGS is a list of flags
+		"$server" --data-dir "$d/store$i" --addr "127.0.0.1:$((p + 11 + i))" \
+			--status-addr "127.0.0.1:$((p + 21 + i))" --scheduler "127.0.0.1:$((p + 1))" \
+			--region-heartbeat-ticks 10 ${SERVER_FLAGS:-} "$@" >"$d/store$i.log" 2>&1 &
+		pids+=($!)
+		echo $! >>"$d/store.pids"
+	done
+	"$bin/regionkv-ctl" --scheduler "127.0.0.1:$((p + 1))" health --wait --timeout 60s >/dev/null
+}
+
+# split PORTBASE: split the cluster into $regions at keys i*keys/regions and
+# wait until every region has a leader.
+split() {
+	local ctl=("$bin/regionkv-ctl" --scheduler "127.0.0.1:$(($1 + 1))") i k id
+	for ((i = 1; i < regions; i++)); do
+		k=$(printf 'k%015d' $((i * keys / regions)))
+		id=$("${ctl[@]}" region key "$k" | awk '$1 == "id:" {print $2; exit}')
+		for _ in $(seq 60); do
+			"${ctl[@]}" --timeout 30s operator add split-region "$id" "$k" --wait >/dev/null 2>&1 && break
+			sleep 0.5
+		done
+	done
+	for _ in $(seq 120); do
+		"${ctl[@]}" region list 2>/dev/null |
+			awk -v n="$regions" 'NR > 1 {r++; if ($6 == "?") bad++} END {exit !(r == n && !bad)}' && return
+		sleep 0.5
+	done
+	echo "ab: the regions of the cluster on port $(($1 + 1)) did not all get a leader" >&2
+	exit 1
+}
+
+# bench PORTBASE SECONDS: puts/s of a put run.
+bench() {
+	"$bin/regionkv-bench" --scheduler "127.0.0.1:$(($1 + 1))" --clients "$clients" --duration "${2}s" \
+		--warmup 1s --key-size 16 --value-size 256 --workload put --keys "$keys" 2>&1 |
+		awk '$1 == "put" {print $3}'
+}
+
+# cpu SIDE: the CPU ticks of a side's stores so far.
+cpu() {
+	local sum=0 p
+	for p in $(cat "$dir/$1/store.pids"); do
+		sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+	done
+	echo $sum
+}
+
+hz=$(getconf CLK_TCK)
+mkdir -p "$dir"
+for ((r = 1; r <= rounds; r++)); do
+	if ((r % 2)); then po=32000 pn=33000; else po=33000 pn=32000; fi
+	start old "$old" $po ${OLD_FLAGS:-}
+	start new "$new" $pn ${NEW_FLAGS:-}
+	if ((regions > 1)); then
+		split $po & s1=$!
+		split $pn & s2=$!
+		wait $s1 $s2
+	fi
+	bench $po 3 >/dev/null & s1=$!
+	bench $pn 3 >/dev/null & s2=$!
+	wait $s1 $s2
+	bench $po "$duration" >"$dir/old.out" & s1=$!
+	bench $pn "$duration" >"$dir/new.out" & s2=$!
+	# CPU is sampled over the middle of the run, past the warm-up.
+	sleep 1.5
+	co=$(cpu old) cn=$(cpu new)
+	sleep $((duration - 2))
+	co=$(($(cpu old) - co)) cn=$(($(cpu new) - cn))
+	wait $s1 $s2
+	awk -v r="$r" -v o="$(cat "$dir/old.out")" -v n="$(cat "$dir/new.out")" -v co="$co" -v cn="$cn" \
+		-v secs=$((duration - 2)) -v hz="$hz" 'BEGIN {
+		printf "round %d: old %6d puts/s, %5.1f µs store CPU/put | new %6d puts/s, %5.1f µs/put | new/old %.3f\n",
+			r, o, co / hz * 1e6 / (o * secs), n, cn / hz * 1e6 / (n * secs), n / o }'
+	cleanup
+done
