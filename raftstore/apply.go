@@ -18,9 +18,12 @@ import (
 // Reads through it see its own pending writes, so a DeleteRange sees the
 // Puts applied before it in the same round.
 //
-// A round too big for one Badger transaction is committed in parts. That is
-// safe because applying raw KV commands is idempotent: after a crash the
-// entries past the durable RaftApplyState are applied again on top.
+// A round too big for one Badger transaction is committed in parts, and a
+// round of raw writes need not carry the RaftApplyState (applyEntries). Both
+// are safe because raw writes (Put, Delete, DeleteRange) are blind: each
+// sets its keys whatever they held. Applying the entries past the durable
+// RaftApplyState again, in order, on top of a state that already has some of
+// them, ends in the same state as applying them once.
 type kvWriter struct {
 	db    *badger.DB
 	txn   *badger.Txn
@@ -117,6 +120,9 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 	}
 	stale := func(pr *proposal) { done = append(done, appliedCallback{pr.cb, errResult(ErrStaleCommand)}) }
 	term := p.rn.BasicStatus().Term
+	// mustPersist: an entry other than raw writes applied, and the apply
+	// state must reach the kv DB with its effects (see below).
+	mustPersist := false
 	for i := range ents {
 		e := &ents[i]
 		p.lease.appliedTerm = e.Term
@@ -135,6 +141,7 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 			if err != nil {
 				panic(fmt.Sprintf("%s: undecodable committed entry %d: %v", p.ps.tag, e.Index, err))
 			}
+			mustPersist = mustPersist || cmd.AdminRequest != nil
 			resp := p.applyCommand(w, cmd)
 			ours := proposer == p.meta.Id
 			if pr := p.proposals.resolve(e.Index, e.Term, seq, ours, stale); pr != nil {
@@ -152,6 +159,7 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 			if err != nil || cmd.AdminRequest.GetChangePeer() == nil {
 				panic(fmt.Sprintf("%s: conf change %d without a ChangePeer command: %v", p.ps.tag, e.Index, err))
 			}
+			mustPersist = true
 			resp := p.applyConfChange(w, &cc, cmd)
 			if pr := p.proposals.resolve(e.Index, e.Term, seq, proposer == p.meta.Id, stale); pr != nil {
 				done = append(done, appliedCallback{pr.cb, Result{Resp: resp}})
@@ -161,16 +169,35 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 			// different writer shared this log.
 			panic(fmt.Sprintf("%s: committed entry %d of unexpected type %v", p.ps.tag, e.Index, e.Type))
 		}
+		p.ps.applyState.AppliedIndex = e.Index
 		if p.pendingDestroy {
 			// Entries after our own removal are not ours to apply.
-			p.ps.applyState.AppliedIndex = e.Index
+			mustPersist = true
 			break
 		}
-		p.ps.applyState.AppliedIndex = e.Index
 	}
-	w.setMsg(engine.ApplyStateKey(p.regionID()), &p.ps.applyState)
+	ps := p.ps
+	if mustPersist || ps.applyState.AppliedIndex-ps.persistedApplied >= applyStateInterval {
+		w.setMsg(engine.ApplyStateKey(p.regionID()), &ps.applyState)
+		ps.persistedApplied = ps.applyState.AppliedIndex
+	}
 	return done
 }
+
+// applyStateInterval is how many entries of raw writes a region applies
+// before its RaftApplyState is written again. Writing it every round was a
+// third of a store's kv DB inserts with 16 busy regions (one per region per
+// round, against about two applied values), and each insert is a search of
+// a large memtable skiplist.
+//
+// Admin commands (split, CompactLog), conf changes, snapshots and a peer's
+// removal write it at once: they change the region, the peer or the
+// truncated state, and replaying them would not be idempotent. So the
+// durable applied index never trails one of them, it is never below the
+// truncated index (log GC never deletes an entry that a restart would apply
+// again), and a restart applies at most this many raw-write entries per
+// region again (kvWriter says why that is safe).
+const applyStateInterval = 64
 
 // applyCommand applies a normal command. The epoch and keys are checked again:
 // the region may have changed between propose and apply.

@@ -45,7 +45,12 @@ type PeerStorage struct {
 	// round's raft batch has been written.
 	raftState  rspb.RaftLocalState
 	applyState rspb.RaftApplyState
-	cache      entryCache
+	// persistedApplied is the applied index of the RaftApplyState last put
+	// into the kv DB. Rounds that apply only raw writes leave it behind the
+	// applied index (see applyEntries); a restart applies the entries past
+	// it again.
+	persistedApplied uint64
+	cache            entryCache
 	// logSize estimates the bytes of the log past the truncated index, for
 	// the log GC size limit. It restarts from 0 after a restart.
 	logSize uint64
@@ -70,6 +75,7 @@ func newPeerStorage(s *Store, region *metapb.Region, tag string, log *slog.Logge
 	if ps.applyState.TruncatedState == nil {
 		ps.applyState.TruncatedState = &rspb.RaftTruncatedState{}
 	}
+	ps.persistedApplied = ps.applyState.AppliedIndex
 	// A split-created region has only its apply state at (5, 5) (written in
 	// the parent's apply batch); its raft state starts there too, keeping the
 	// term and vote of an uninitialized peer it may replace (a vote must

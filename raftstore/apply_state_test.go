@@ -1,0 +1,163 @@
+package raftstore
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/proto/metapb"
+	"github.com/regionkv/regionkv/proto/raft_cmdpb"
+	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
+)
+
+// TestApplyStateTrailsAndReplays: a region applying raw writes leaves its
+// durable RaftApplyState up to applyStateInterval entries behind; a restart
+// applies those entries again, on top of data that already has them, and
+// ends in the same state. A CompactLog writes the apply state at once, so
+// the log GC never deletes an entry a restart would need.
+func TestApplyStateTrailsAndReplays(t *testing.T) {
+	eng, region := bootstrapOneRegion(t)
+	cfg := testConfig()
+	cfg.RaftLogGCThreshold = 1 << 20 // no CompactLog in the first part
+	cfg.RaftLogGCCountLimit = 1 << 20
+
+	// Overwrites, deletes and a DeleteRange, one entry each: replaying them
+	// from an older applied index over the newer data must end where the
+	// first application did.
+	want := map[string]string{}
+	var reqs []*raft_cmdpb.Request
+	for i := range 100 {
+		key := fmt.Sprintf("b%02d", i%12)
+		switch {
+		case i == 77:
+			reqs = append(reqs, &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_DeleteRange,
+				DeleteRange: &raft_cmdpb.DeleteRangeRequest{StartKey: []byte("b03"), EndKey: []byte("b07")}})
+			for k := range want {
+				if k >= "b03" && k < "b07" {
+					delete(want, k)
+				}
+			}
+		case i%9 == 4:
+			reqs = append(reqs, &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Delete,
+				Delete: &raft_cmdpb.DeleteRequest{Key: []byte(key)}})
+			delete(want, key)
+		default:
+			v := fmt.Sprintf("v%d", i)
+			reqs = append(reqs, &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Put,
+				Put: &raft_cmdpb.PutRequest{Key: []byte(key), Value: []byte(v)}})
+			want[key] = v
+		}
+	}
+
+	s := startOneStore(t, cfg, eng, region.Id)
+	for i, r := range reqs {
+		mustExecute(t, s, region.Id, r, fmt.Sprintf("write %d", i))
+	}
+	st, _ := s.PeerStatus(region.Id)
+	applied := st.AppliedIndex
+	s.Stop()
+
+	durable := loadApplyState(t, eng, region.Id)
+	if durable.AppliedIndex >= applied || applied-durable.AppliedIndex >= applyStateInterval {
+		t.Fatalf("durable applied index %d, applied %d: want it behind by less than %d", durable.AppliedIndex, applied, applyStateInterval)
+	}
+
+	// The restart applies the trailing entries again.
+	cfg.RaftLogGCThreshold, cfg.RaftLogGCTickTicks = 10, 1
+	s = startOneStore(t, cfg, eng, region.Id)
+	waitApplied(t, s, region.Id, applied)
+	checkData(t, s, region, want)
+
+	// Log GC now compacts the log of more than 10 entries.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if first, _, ok := eng.Raft.Bounds(region.Id); ok && first > durable.AppliedIndex {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("log GC deleted no entries")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.Stop()
+	first, _, _ := eng.Raft.Bounds(region.Id)
+	durable = loadApplyState(t, eng, region.Id)
+	if tr := durable.TruncatedState.GetIndex(); tr+1 < first || durable.AppliedIndex < tr {
+		t.Fatalf("raft log starts at %d, durable truncated index %d, applied %d", first, tr, durable.AppliedIndex)
+	}
+	s = startOneStore(t, cfg, eng, region.Id)
+	defer s.Stop()
+	checkData(t, s, region, want)
+	mustExecute(t, s, region.Id, &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Put,
+		Put: &raft_cmdpb.PutRequest{Key: []byte("c"), Value: []byte("after")}}, "write after the restarts")
+}
+
+func startOneStore(t *testing.T, cfg Config, eng *engine.Engines, regionID uint64) *Store {
+	t.Helper()
+	s, err := NewStore(cfg, eng, &loopTransport{stores: map[uint64]*Store{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, []*Store{s}, regionID)
+	return s
+}
+
+func mustExecute(t *testing.T, s *Store, regionID uint64, r *raft_cmdpb.Request, what string) {
+	t.Helper()
+	st, _ := s.PeerStatus(regionID)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := s.Execute(ctx, &raft_cmdpb.RaftCmdRequest{
+		Header:   &raft_cmdpb.RaftRequestHeader{RegionId: regionID, RegionEpoch: st.Region.RegionEpoch},
+		Requests: []*raft_cmdpb.Request{r},
+	})
+	if err != nil || res.RegionError() != nil {
+		t.Fatalf("%s: %v %v", what, err, res.RegionError())
+	}
+}
+
+func loadApplyState(t *testing.T, eng *engine.Engines, regionID uint64) *rspb.RaftApplyState {
+	t.Helper()
+	var st rspb.RaftApplyState
+	if err := engine.GetMsg(eng.KV, engine.ApplyStateKey(regionID), &st); err != nil {
+		t.Fatal(err)
+	}
+	return &st
+}
+
+func waitApplied(t *testing.T, s *Store, regionID, index uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if st, ok := s.PeerStatus(regionID); ok && st.AppliedIndex >= index {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("region %d did not apply up to %d", regionID, index)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkData reads the whole region through the store and compares it with want.
+func checkData(t *testing.T, s *Store, region *metapb.Region, want map[string]string) {
+	t.Helper()
+	snap := NewRegionSnapshot(s.engines.KV, region)
+	defer snap.Close()
+	kvs, err := snap.Scan("", nil, nil, 0, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, kv := range kvs {
+		got[string(kv.Key)] = string(kv.Value)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("data after restart:\n got %v\nwant %v", got, want)
+	}
+}
