@@ -18,6 +18,8 @@
 # Both servers are run with the same flags: $SERVER_FLAGS (e.g.
 # "--memtable-size 32MiB"); OLD_FLAGS and NEW_FLAGS add to them per side, so
 # one binary can also be compared with itself under different flags.
+# OLD_BENCH_FLAGS and NEW_BENCH_FLAGS go to each side's regionkv-bench (e.g.
+# "--conns 1"), to compare client settings.
 set -euo pipefail
 
 [[ $# -eq 2 ]] || { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -80,17 +82,19 @@ split() {
 	exit 1
 }
 
-# bench PORTBASE SECONDS: puts/s of a put run.
+# bench PORTBASE SECONDS [FLAGS...]: puts/s of a put run.
 bench() {
-	"$bin/regionkv-bench" --scheduler "127.0.0.1:$(($1 + 1))" --clients "$clients" --duration "${2}s" \
-		--warmup 1s --key-size 16 --value-size 256 --workload put --keys "$keys" 2>&1 |
+	local p=$1 secs=$2
+	shift 2
+	"$bin/regionkv-bench" --scheduler "127.0.0.1:$((p + 1))" --clients "$clients" --duration "${secs}s" \
+		--warmup 1s --key-size 16 --value-size 256 --workload put --keys "$keys" "$@" 2>&1 |
 		awk '$1 == "put" {print $3}'
 }
 
-# cpu SIDE: the CPU ticks of a side's stores so far.
-cpu() {
+# ticks PID...: CPU ticks of the processes so far.
+ticks() {
 	local sum=0 p
-	for p in $(cat "$dir/$1/store.pids"); do
+	for p in "$@"; do
 		sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat")))
 	done
 	echo $sum
@@ -107,20 +111,26 @@ for ((r = 1; r <= rounds; r++)); do
 		split $pn & s2=$!
 		wait $s1 $s2
 	fi
-	bench $po 3 >/dev/null & s1=$!
-	bench $pn 3 >/dev/null & s2=$!
-	wait $s1 $s2
-	bench $po "$duration" >"$dir/old.out" & s1=$!
-	bench $pn "$duration" >"$dir/new.out" & s2=$!
+	# shellcheck disable=SC2086 # the *_BENCH_FLAGS are lists of flags
+	{
+		bench $po 3 ${OLD_BENCH_FLAGS:-} >/dev/null & s1=$!
+		bench $pn 3 ${NEW_BENCH_FLAGS:-} >/dev/null & s2=$!
+		wait $s1 $s2
+		bench $po "$duration" ${OLD_BENCH_FLAGS:-} >"$dir/old.out" & s1=$!
+		bench $pn "$duration" ${NEW_BENCH_FLAGS:-} >"$dir/new.out" & s2=$!
+	}
 	# CPU is sampled over the middle of the run, past the warm-up.
 	sleep 1.5
-	co=$(cpu old) cn=$(cpu new)
+	so=($(cat "$dir/old/store.pids")) sn=($(cat "$dir/new/store.pids"))
+	bo=$(pgrep -f "regionkv-bench --scheduler 127.0.0.1:$((po + 1)) ") bn=$(pgrep -f "regionkv-bench --scheduler 127.0.0.1:$((pn + 1)) ")
+	t0=($(ticks "${so[@]}") $(ticks "${sn[@]}") $(ticks $bo) $(ticks $bn))
 	sleep $((duration - 2))
-	co=$(($(cpu old) - co)) cn=$(($(cpu new) - cn))
+	t1=($(ticks "${so[@]}") $(ticks "${sn[@]}") $(ticks $bo) $(ticks $bn))
 	wait $s1 $s2
-	awk -v r="$r" -v o="$(cat "$dir/old.out")" -v n="$(cat "$dir/new.out")" -v co="$co" -v cn="$cn" \
+	awk -v r="$r" -v o="$(cat "$dir/old.out")" -v n="$(cat "$dir/new.out")" -v t0="${t0[*]}" -v t1="${t1[*]}" \
 		-v secs=$((duration - 2)) -v hz="$hz" 'BEGIN {
-		printf "round %d: old %6d puts/s, %5.1f µs store CPU/put | new %6d puts/s, %5.1f µs/put | new/old %.3f\n",
-			r, o, co / hz * 1e6 / (o * secs), n, cn / hz * 1e6 / (n * secs), n / o }'
+		split(t0, a); split(t1, b); for (i = 1; i <= 4; i++) us[i] = (b[i] - a[i]) / hz * 1e6 / secs
+		printf "round %d: old %6d puts/s, CPU/put %5.1f µs stores + %4.1f client | new %6d puts/s, %5.1f + %4.1f µs | new/old %.3f\n",
+			r, o, us[1] / o, us[3] / o, n, us[2] / n, us[4] / n, n / o }'
 	cleanup
 done
