@@ -35,6 +35,10 @@ keys=${KEYS:-100000}
 get_keys=${GET_KEYS:-10000}
 regions=${BENCH_REGIONS:-16}
 etcd_conns=${ETCD_CONNS:-1}
+# regionkv-bench's connections per store: by default as many as etcd's
+# benchmark gets, so that both tools multiplex their clients over one
+# connection per server.
+rkv_conns=${RKV_CONNS:-$etcd_conns}
 # etcd --total per workload: BENCH_TOTAL_{PUT,SINGLE,GET}, or BENCH_TOTAL for
 # all three; unset, each comes from a calibration run of about
 # $BENCH_CALIBRATE_SECS at a guessed rate (BENCH_RATE_*).
@@ -80,7 +84,7 @@ dur_secs() {
 }
 dur_s=$(dur_secs "$duration") || die "BENCH_DURATION=$duration: want a Go duration, e.g. 10s"
 dur_secs "$warmup" >/dev/null || die "BENCH_WARMUP=$warmup: want a Go duration, e.g. 2s"
-for v in base clients key_size value_size keys get_keys regions etcd_conns calibrate_secs; do
+for v in base clients key_size value_size keys get_keys regions etcd_conns rkv_conns calibrate_secs; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v=${!v}: want a positive integer"
 done
 ((get_keys <= keys)) || die "GET_KEYS ($get_keys) must not exceed KEYS ($keys)"
@@ -356,7 +360,7 @@ rkv_run() {
 	log "regionkv $name..."
 	local code=0
 	"$bin/regionkv-bench" --scheduler "$sched" --clients "$clients" --duration "$duration" --warmup "$warmup" \
-		--key-size "$key_size" --value-size "$value_size" --json "$@" >"$out" 2>"$raw/regionkv-$name.stderr" || code=$?
+		--key-size "$key_size" --value-size "$value_size" --conns "$rkv_conns" --json "$@" >"$out" 2>"$raw/regionkv-$name.stderr" || code=$?
 	local ops
 	ops=$(json_get "$out" "" ops_per_s)
 	if [[ -z $ops ]]; then
@@ -461,7 +465,7 @@ fmt='%-34s %14s %14s %7s %11s %6s %16s %20s\n'
 notes=(
 	"ratio: regionkv/etcd ops/s; for 1 client, etcd/regionkv mean latency ($(f "$e_single" 2) ms / $(f "$r_single" 2) ms)."
 	"etcd: 3 members, the benchmark (--conns $etcd_conns) against the leader only; gets are of one key, --consistency l."
-	"regionkv: 3 stores; runs of $duration after a $warmup warm-up; gets on 1 region over $get_keys keys (preloaded, GET_KEYS), puts over $keys keys."
+	"regionkv: 3 stores, the bench with --conns $rkv_conns per store; runs of $duration after a $warmup warm-up; gets on 1 region over $get_keys keys (preloaded, GET_KEYS), puts over $keys keys."
 	"keys $key_size B, values $value_size B; both systems' data in $dir."
 )
 [[ ${#rkv_errors[@]} -gt 0 ]] && notes+=("regionkv-bench errors: ${rkv_errors[*]}.")
@@ -519,7 +523,7 @@ jrow() { # name etcd-stats regionkv-stats row
 	echo "  \"time\": $(js "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),"
 	echo "  \"machine\": {\"cpus\": $machine_cpus, \"model\": $(js "$machine_model"), \"memory\": $(js "$machine_mem"), \"kernel\": $(js "$machine_kernel"), \"filesystem\": $(js "$machine_fs")},"
 	echo "  \"versions\": {\"etcd\": $(js "$ver_etcd"), \"etcd_benchmark\": $(js "$etcd_bench_module $etcd_bench_version"), \"regionkv\": $(js "$ver_git $ver_regionkv"), \"go\": $(js "$ver_go")},"
-	echo "  \"settings\": {\"clients\": $clients, \"duration\": $(js "$duration"), \"warmup\": $(js "$warmup"), \"key_size\": $key_size, \"value_size\": $value_size, \"keys\": $keys, \"get_keys\": $get_keys, \"regions\": $regions, \"etcd_conns\": $etcd_conns},"
+	echo "  \"settings\": {\"clients\": $clients, \"duration\": $(js "$duration"), \"warmup\": $(js "$warmup"), \"key_size\": $key_size, \"value_size\": $value_size, \"keys\": $keys, \"get_keys\": $get_keys, \"regions\": $regions, \"etcd_conns\": $etcd_conns, \"rkv_conns\": $rkv_conns},"
 	echo "  \"ratio\": \"regionkv/etcd ops/s; for put1, etcd/regionkv mean latency\","
 	echo "  \"results\": ["
 	jrow "put${clients}-1region" "$e_put" "$r_put" "${rows[0]}"
