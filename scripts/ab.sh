@@ -19,7 +19,8 @@
 # "--memtable-size 32MiB"); OLD_FLAGS and NEW_FLAGS add to them per side, so
 # one binary can also be compared with itself under different flags.
 # OLD_BENCH_FLAGS and NEW_BENCH_FLAGS go to each side's regionkv-bench (e.g.
-# "--conns 1"), to compare client settings.
+# "--conns 1"), and OLD_BENCH and NEW_BENCH name each side's regionkv-bench
+# binary (default $BIN/regionkv-bench), to compare client settings and code.
 set -euo pipefail
 
 [[ $# -eq 2 ]] || { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -31,6 +32,7 @@ regions=${REGIONS:-16}
 clients=${CLIENTS:-64}
 duration=${DURATION:-10}
 keys=100000
+old_bench=$(realpath "${OLD_BENCH:-$bin/regionkv-bench}") new_bench=$(realpath "${NEW_BENCH:-$bin/regionkv-bench}")
 
 pids=()
 cleanup() {
@@ -82,11 +84,11 @@ split() {
 	exit 1
 }
 
-# bench PORTBASE SECONDS [FLAGS...]: puts/s of a put run.
+# bench BINARY PORTBASE SECONDS [FLAGS...]: puts/s of a put run.
 bench() {
-	local p=$1 secs=$2
-	shift 2
-	"$bin/regionkv-bench" --scheduler "127.0.0.1:$((p + 1))" --clients "$clients" --duration "${secs}s" \
+	local b=$1 p=$2 secs=$3
+	shift 3
+	"$b" --scheduler "127.0.0.1:$((p + 1))" --clients "$clients" --duration "${secs}s" \
 		--warmup 1s --key-size 16 --value-size 256 --workload put --keys "$keys" "$@" 2>&1 |
 		awk '$1 == "put" {print $3}'
 }
@@ -113,16 +115,16 @@ for ((r = 1; r <= rounds; r++)); do
 	fi
 	# shellcheck disable=SC2086 # the *_BENCH_FLAGS are lists of flags
 	{
-		bench $po 3 ${OLD_BENCH_FLAGS:-} >/dev/null & s1=$!
-		bench $pn 3 ${NEW_BENCH_FLAGS:-} >/dev/null & s2=$!
+		bench "$old_bench" $po 3 ${OLD_BENCH_FLAGS:-} >/dev/null & s1=$!
+		bench "$new_bench" $pn 3 ${NEW_BENCH_FLAGS:-} >/dev/null & s2=$!
 		wait $s1 $s2
-		bench $po "$duration" ${OLD_BENCH_FLAGS:-} >"$dir/old.out" & s1=$!
-		bench $pn "$duration" ${NEW_BENCH_FLAGS:-} >"$dir/new.out" & s2=$!
+		bench "$old_bench" $po "$duration" ${OLD_BENCH_FLAGS:-} >"$dir/old.out" & s1=$!
+		bench "$new_bench" $pn "$duration" ${NEW_BENCH_FLAGS:-} >"$dir/new.out" & s2=$!
 	}
 	# CPU is sampled over the middle of the run, past the warm-up.
 	sleep 1.5
 	so=($(cat "$dir/old/store.pids")) sn=($(cat "$dir/new/store.pids"))
-	bo=$(pgrep -f "regionkv-bench --scheduler 127.0.0.1:$((po + 1)) ") bn=$(pgrep -f "regionkv-bench --scheduler 127.0.0.1:$((pn + 1)) ")
+	bo=$(pgrep -f -- "--scheduler 127.0.0.1:$((po + 1)) --clients") bn=$(pgrep -f -- "--scheduler 127.0.0.1:$((pn + 1)) --clients")
 	t0=($(ticks "${so[@]}") $(ticks "${sn[@]}") $(ticks $bo) $(ticks $bn))
 	sleep $((duration - 2))
 	t1=($(ticks "${so[@]}") $(ticks "${sn[@]}") $(ticks $bo) $(ticks $bn))
