@@ -9,9 +9,10 @@
 # clusters side by side share the drift: each gets about half the CPU, and the
 # one that needs less CPU per put does more puts. Each round starts both
 # clusters fresh (a scheduler and 3 stores each), splits each into $REGIONS,
-# warms up, runs $CLIENTS clients against each for $DURATION, and prints both
-# clusters' puts/s, their stores' CPU per put (from /proc) and the ratio
-# new/old; the clusters swap port ranges every round. Same-binary runs
+# warms up, runs $CLIENTS clients against each for $DURATION seconds, and
+# prints both clusters' puts/s, the CPU per put of their stores and of their
+# load generators (from /proc), and the ratio new/old; the clusters swap port
+# ranges every round ($ROUNDS, default 4). Same-binary runs
 # (OLD = NEW) gave ratios of 1.00–1.01. The scheduler, ctl and bench come
 # from $BIN; data and logs go to $AB_DIR.
 #
@@ -23,7 +24,7 @@
 # binary (default $BIN/regionkv-bench), to compare client settings and code.
 set -euo pipefail
 
-[[ $# -eq 2 ]] || { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[[ $# -eq 2 ]] || { sed -n '2,/^set -e/p' "$0" | sed -n 's/^# \{0,1\}//p' >&2; exit 2; }
 old=$(realpath "$1") new=$(realpath "$2")
 bin=${BIN:-bin}
 dir=${AB_DIR:-data/ab}
@@ -43,7 +44,9 @@ cleanup() {
 trap cleanup EXIT
 
 # start SIDE SERVER PORTBASE [FLAGS...]: a scheduler on PORTBASE+1..4 and
-# stores on PORTBASE+11..13 (status +21..23).
+# stores on PORTBASE+11..13 (status +21..23). The port bases (27000, 28000)
+# are below Linux's ephemeral range (32768 up), where an outgoing
+# connection's port could take one.
 start() {
 	local side=$1 server=$2 p=$3 d=$dir/$1
 	shift 3
@@ -105,7 +108,7 @@ ticks() {
 hz=$(getconf CLK_TCK)
 mkdir -p "$dir"
 for ((r = 1; r <= rounds; r++)); do
-	if ((r % 2)); then po=32000 pn=33000; else po=33000 pn=32000; fi
+	if ((r % 2)); then po=27000 pn=28000; else po=28000 pn=27000; fi
 	start old "$old" $po ${OLD_FLAGS:-}
 	start new "$new" $pn ${NEW_FLAGS:-}
 	if ((regions > 1)); then
