@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -50,7 +51,20 @@ var usages = map[string]string{
 	"block-cache-size":         "block cache of the kv DB (default 256MiB)",
 }
 
+// gcPercent is the store's GOGC unless the GOGC environment variable sets
+// one. At Go's default of 100 the heap, which holds the kv memtable's
+// 128 MiB arena, grows to twice its live size between collections, and the
+// runtime hands the freed pages back to the OS and faults them in again:
+// three stores under 64-client puts took 14,775 page faults per second (one
+// per 4 KiB allocated) with 233 MB resident each. At 50 they took 4,209 with
+// 153 MB, and did 2-7% more puts at 16 regions for the extra collections
+// (docs/BENCHMARKS.md).
+const gcPercent = 50
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	os.Exit(run(os.Args[1:]))
 }
 
