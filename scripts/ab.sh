@@ -66,25 +66,9 @@ start() {
 	"$bin/regionkv-ctl" --scheduler "127.0.0.1:$((p + 1))" health --wait --timeout 60s >/dev/null
 }
 
-# split PORTBASE: split the cluster into $regions at keys i*keys/regions and
-# wait until every region has a leader.
+# split PORTBASE: split the cluster into $regions (split-regions.sh).
 split() {
-	local ctl=("$bin/regionkv-ctl" --scheduler "127.0.0.1:$(($1 + 1))") i k id
-	for ((i = 1; i < regions; i++)); do
-		k=$(printf 'k%015d' $((i * keys / regions)))
-		id=$("${ctl[@]}" region key "$k" | awk '$1 == "id:" {print $2; exit}')
-		for _ in $(seq 60); do
-			"${ctl[@]}" --timeout 30s operator add split-region "$id" "$k" --wait >/dev/null 2>&1 && break
-			sleep 0.5
-		done
-	done
-	for _ in $(seq 120); do
-		"${ctl[@]}" region list 2>/dev/null |
-			awk -v n="$regions" 'NR > 1 {r++; if ($6 == "?") bad++} END {exit !(r == n && !bad)}' && return
-		sleep 0.5
-	done
-	echo "ab: the regions of the cluster on port $(($1 + 1)) did not all get a leader" >&2
-	exit 1
+	BIN=$bin "$(dirname "$0")/split-regions.sh" "127.0.0.1:$(($1 + 1))" "$regions" "$keys" >/dev/null
 }
 
 # bench BINARY PORTBASE SECONDS [FLAGS...]: puts/s of a put run.

@@ -390,39 +390,8 @@ r_get=$stats
 # Split the one region into $regions at keys i*KEYS/regions: each split
 # splits the region that holds its key, at that key.
 log "splitting into $regions regions..."
-for ((i = 1; i < regions; i++)); do
-	k=$(key $((i * keys / regions)))
-	id=$("${ctl[@]}" region key "$k" | awk '$1 == "id:" {print $2; exit}')
-	[[ -n $id ]] || die "no region holds $k"
-	# A region a split just made has no leader the scheduler knows of until
-	# its first heartbeat: retry for a while.
-	ok=0
-	for _ in $(seq 60); do
-		if "${ctl[@]}" --timeout 30s operator add split-region "$id" "$k" --wait >>"$raw/regionkv-split.txt" 2>&1; then
-			ok=1
-			break
-		fi
-		sleep 0.5
-	done
-	if ((ok == 0)); then
-		tail -n 5 "$raw/regionkv-split.txt" >&2
-		die "splitting region $id at $k failed"
-	fi
-done
-ready=0
-for _ in $(seq 120); do
-	# One row per region after the header; LEADER (column 6) is ? until known.
-	if "${ctl[@]}" region list >"$raw/regionkv-regions.txt" 2>&1 &&
-		awk -v n="$regions" 'NR > 1 {r++; if ($6 == "?") bad++} END {exit !(r == n && !bad)}' "$raw/regionkv-regions.txt"; then
-		ready=1
-		break
-	fi
-	sleep 0.5
-done
-((ready)) || {
-	cat "$raw/regionkv-regions.txt" >&2
-	die "the split regions did not all show a leader in 60s"
-}
+BIN=$bin "$(dirname "$0")/split-regions.sh" "$sched" "$regions" "$keys" "$key_size" >"$raw/regionkv-regions.txt" ||
+	die "splitting into $regions regions failed"
 log "$regions regions, each with a leader (leaders per store: $(awk 'NR > 1 {split($6, a, "@"); n[a[2]]++} END {for (s in n) printf "%s%s:%d", (c++ ? " " : ""), s, n[s]}' "$raw/regionkv-regions.txt"))"
 rkv_run "put64-${regions}regions" --workload put --keys "$keys"
 r_split=$stats
