@@ -11,9 +11,10 @@ const cmdBatchMaxBytes = 256 << 10
 // cmdBatch merges the plain write commands (puts and deletes) a leader
 // receives in one round into a single RaftCmdRequest, so that a busy round
 // costs one log entry on every replica and one decode at apply, however many
-// clients wrote in it (TiKV batches RaftCmdRequests the same way). A merged command behaves like its parts proposed back to back
-// in one entry: they share the propose-time and apply-time epoch checks, and
-// they all apply or none does.
+// clients wrote in it (TiKV batches RaftCmdRequests the same way). A merged
+// command behaves like its parts proposed back to back in one entry: they
+// share the propose-time and apply-time epoch checks, and they all apply or
+// none does.
 type cmdBatch struct {
 	req    *raft_cmdpb.RaftCmdRequest
 	cbs    []Callback

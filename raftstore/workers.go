@@ -16,7 +16,8 @@ import (
 )
 
 // The store's background workers: snapshot generation, raft log GC, snapshot
-// sending, and the periodic cleanup of snapshot files. Each is started by Store.Start and stopped by Store.Stop.
+// sending, and the periodic cleanup of snapshot files. Each is started by
+// Store.Start and stopped by Store.Stop.
 
 // gcTask deletes a region's raft log entries below end; they were truncated
 // by an applied CompactLog.
