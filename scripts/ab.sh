@@ -22,6 +22,11 @@
 # OLD_BENCH_FLAGS and NEW_BENCH_FLAGS go to each side's regionkv-bench (e.g.
 # "--conns 1"), and OLD_BENCH and NEW_BENCH name each side's regionkv-bench
 # binary (default $BIN/regionkv-bench), to compare client settings and code.
+#
+# PREFILL=N writes every key N times (unmeasured, batched) before the
+# warm-up, so that each store's kv memtable holds N*100000 versions, as a
+# store that has run for a while does (make bench-compare's 16-region run
+# comes after ~250000 writes). Without it, the memtables are nearly empty.
 set -euo pipefail
 
 [[ $# -eq 2 ]] || { sed -n '2,/^set -e/p' "$0" | sed -n 's/^# \{0,1\}//p' >&2; exit 2; }
@@ -100,6 +105,11 @@ for ((r = 1; r <= rounds; r++)); do
 		split $pn & s2=$!
 		wait $s1 $s2
 	fi
+	for ((i = 0; i < ${PREFILL:-0}; i++)); do
+		bench "$old_bench" $po 1 --count 1 --preload >/dev/null & s1=$!
+		bench "$new_bench" $pn 1 --count 1 --preload >/dev/null & s2=$!
+		wait $s1 $s2
+	done
 	# shellcheck disable=SC2086 # the *_BENCH_FLAGS are lists of flags
 	{
 		bench "$old_bench" $po 3 ${OLD_BENCH_FLAGS:-} >/dev/null & s1=$!
