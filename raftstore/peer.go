@@ -91,6 +91,10 @@ type peer struct {
 	// deferred are raft messages left for the next round: a round steps at
 	// most appendBudget bytes of appended entries (handleMsgs).
 	deferred []peerMsg
+	// held are a leader's commit-only appends, not sent yet, and heldRounds
+	// the rounds they have waited (held_appends.go).
+	held       []raftpb.Message
+	heldRounds int
 
 	// pendingSplits are regions this round's splits created; their peers
 	// start once the round's kv writes commit.

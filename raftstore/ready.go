@@ -40,7 +40,7 @@ func (p *peer) collectReady(raftWB *raftlog.Batch) bool {
 	if p.isLeader {
 		// A leader may send before its own append is durable (raft thesis
 		// §10.2.1): its self-acknowledgement is stepped only at Advance.
-		p.send(rd.Messages)
+		p.holdCommitOnly(rd.Messages)
 		rd.Messages = nil
 	}
 	p.ps.saveReadyState(raftWB, rd)
@@ -143,7 +143,7 @@ func (p *peer) finishReady() bool {
 	p.publishLease()
 	p.ps.cache.compactTo(p.ps.appliedIndex() + 1)
 	p.publishStatus()
-	return p.rn.HasReady() || len(p.deferred) > 0
+	return p.rn.HasReady() || len(p.deferred) > 0 || len(p.held) > 0
 }
 
 // serveReads answers every read whose read index has been applied, with a

@@ -20,6 +20,10 @@ type Stats struct {
 	KVCommitTime    time.Duration
 	EntriesApplied  uint64
 	LocalReads      uint64 // reads answered from a leader lease (lease.go)
+	// CommitAppendsHeld are a leader's commit-only appends held back, and
+	// CommitAppendsDropped those of them a later append made needless
+	// (held_appends.go).
+	CommitAppendsHeld, CommitAppendsDropped uint64
 }
 
 // storeStats is the live form of Stats.
@@ -28,6 +32,7 @@ type storeStats struct {
 	raftSyncs, raftSyncNanos, entries   atomic.Uint64
 	kvCommits, kvCommitNanos, appliedEn atomic.Uint64
 	localReads                          atomic.Uint64
+	heldApps, droppedApps               atomic.Uint64
 }
 
 // Stats returns the store's raft worker counters.
@@ -46,5 +51,8 @@ func (s *Store) Stats() Stats {
 		KVCommitTime:    time.Duration(st.kvCommitNanos.Load()),
 		EntriesApplied:  st.appliedEn.Load(),
 		LocalReads:      st.localReads.Load(),
+
+		CommitAppendsHeld:    st.heldApps.Load(),
+		CommitAppendsDropped: st.droppedApps.Load(),
 	}
 }

@@ -105,6 +105,9 @@ func (w *raftWorker) round() {
 			w.commitRaftBatch()
 		}
 	}
+	for i := range w.batches {
+		w.batches[i].FSM.flushHeld()
+	}
 	// Leaders sent their appends in collectReady; get them going before the
 	// fsync, or the followers' fsyncs would wait for it (the point of
 	// sending early).

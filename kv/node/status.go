@@ -167,6 +167,8 @@ var (
 	kvCommitSecs  = prometheus.NewDesc("regionkv_raftstore_kv_commit_seconds_total", "Time spent committing applied entries to the kv DB.", nil, nil)
 	appliedDesc   = prometheus.NewDesc("regionkv_raftstore_entries_applied_total", "Committed entries handed to apply.", nil, nil)
 	localReadDesc = prometheus.NewDesc("regionkv_raftstore_local_reads_total", "Reads answered from a leader lease, without a ReadIndex round.", nil, nil)
+	heldAppsDesc  = prometheus.NewDesc("regionkv_raftstore_commit_appends_held_total", "Commit-only appends a leader held back.", nil, nil)
+	dropAppsDesc  = prometheus.NewDesc("regionkv_raftstore_commit_appends_dropped_total", "Held commit-only appends dropped because a later append carried the commit.", nil, nil)
 )
 
 // storeCollector reads the raftstore's and the transport's counts at scrape
@@ -208,4 +210,6 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(kvCommitSecs, prometheus.CounterValue, rs.KVCommitTime.Seconds())
 	ch <- prometheus.MustNewConstMetric(appliedDesc, prometheus.CounterValue, float64(rs.EntriesApplied))
 	ch <- prometheus.MustNewConstMetric(localReadDesc, prometheus.CounterValue, float64(rs.LocalReads))
+	ch <- prometheus.MustNewConstMetric(heldAppsDesc, prometheus.CounterValue, float64(rs.CommitAppendsHeld))
+	ch <- prometheus.MustNewConstMetric(dropAppsDesc, prometheus.CounterValue, float64(rs.CommitAppendsDropped))
 }
