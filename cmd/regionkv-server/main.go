@@ -47,7 +47,7 @@ var usages = map[string]string{
 	"store-heartbeat-interval": "how often the store reports its statistics (default 10s)",
 	"raft-workers":             "raft worker goroutines (default: one per 4 CPUs, 1 to 8)",
 	"disable-lease-read":       "answer every read through a ReadIndex round, never from the leader's lease",
-	"memtable-size":            "memtable size of each Badger DB (default 128MiB)",
+	"memtable-size":            "memtable size of the kv Badger DB (default 128MiB)",
 	"block-cache-size":         "block cache of the kv DB (default 256MiB)",
 }
 
