@@ -68,7 +68,7 @@ type Config struct {
 	// being answered from the leader's lease.
 	DisableLeaseRead bool `toml:"disable-lease-read"`
 
-	// MemTableSize and BlockCacheSize size each Badger DB (0: the engine's
+	// MemTableSize and BlockCacheSize size the kv Badger DB (0: the engine's
 	// defaults, 128 MiB and 256 MiB).
 	MemTableSize   ByteSize `toml:"memtable-size"`
 	BlockCacheSize ByteSize `toml:"block-cache-size"`
