@@ -11,8 +11,7 @@ import (
 )
 
 func peerOn(c *Cluster, regionID, storeID uint64) *metapb.Peer {
-	r := c.RegionOf([]byte(""))
-	for _, p := range r.GetPeers() {
+	for _, p := range c.WaitLeader(regionID).Region.GetPeers() {
 		if p.StoreId == storeID {
 			return p
 		}
