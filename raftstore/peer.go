@@ -685,8 +685,12 @@ func (p *peer) send(msgs []raftpb.Message) {
 			ToPeer:      to,
 			Message:     m,
 			RegionEpoch: region.RegionEpoch,
-			StartKey:    region.StartKey,
-			EndKey:      region.EndKey,
+		}
+		if isInitialMsg(m) {
+			// Only these may create a peer on the receiving store, which
+			// checks their range first (maybeCreatePeer); the rest need
+			// not carry two keys each.
+			rm.StartKey, rm.EndKey = region.StartKey, region.EndKey
 		}
 		if m.Type == raftpb.MsgSnap {
 			p.store.sendSnapshot(rm)

@@ -85,3 +85,60 @@ func TestCommitOnlyAppends(t *testing.T) {
 		}
 	}
 }
+
+// TestRaftMessageRegionKeys: a raft message carries its region's range only
+// when it may create a peer on the receiving store (a vote, a pre-vote, a
+// first heartbeat); the rest, nearly all of them, go without it. A peer
+// added to a store is still created, from its leader's first heartbeat.
+func TestRaftMessageRegionKeys(t *testing.T) {
+	c := New(t, Options{Stores: 4})
+	split := c.MustSplit([]byte("m"))
+	var withKeys, without, wrong atomic.Int64
+	c.Network().AddFilter(func(m *raft_serverpb.RaftMessage) bool {
+		msg := m.Message
+		if msg == nil {
+			return true // a store ping
+		}
+		initial := msg.Type == raftpb.MsgVote || msg.Type == raftpb.MsgPreVote ||
+			(msg.Type == raftpb.MsgHeartbeat && msg.Commit == 0)
+		hasKeys := len(m.StartKey) > 0 || len(m.EndKey) > 0
+		switch {
+		case initial && hasKeys:
+			withKeys.Add(1)
+		case initial:
+			// The first region's range is [,): no keys to carry.
+			if m.RegionId != c.RegionOf([]byte("a")).Id {
+				wrong.Add(1)
+			}
+		case hasKeys:
+			wrong.Add(1)
+		default:
+			without.Add(1)
+		}
+		return true
+	})
+	for i := range 20 {
+		c.MustPut(fmt.Appendf(nil, "a%02d", i), []byte("v"))
+		c.MustPut(fmt.Appendf(nil, "z%02d", i), []byte("v"))
+	}
+	// Take the upper region ([m, )) off store 4, then add it back as a new
+	// peer, which the leader's first heartbeat creates.
+	const spare = 4
+	c.MustRemovePeer(split.Id, peerOn(c, split.Id, spare))
+	c.MustNonePeer(split.Id, spare)
+	c.MustAddPeer(split.Id, c.NewPeer(spare))
+	c.MustHavePeer(split.Id, spare)
+	c.Eventually(10*time.Second, func() error {
+		if _, ok := c.EngineGet(spare, []byte("z19")); !ok {
+			return fmt.Errorf("store %d lacks z19", spare)
+		}
+		return nil
+	})
+	t.Logf("messages with the region's keys: %d, without: %d", withKeys.Load(), without.Load())
+	if n := wrong.Load(); n > 0 {
+		t.Errorf("%d messages carried the region's keys without needing them, or lacked them", n)
+	}
+	if withKeys.Load() == 0 {
+		t.Errorf("no message carried the region's keys, yet a peer was created")
+	}
+}
