@@ -142,8 +142,9 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 				panic(fmt.Sprintf("%s: undecodable committed entry %d: %v", p.ps.tag, e.Index, err))
 			}
 			mustPersist = mustPersist || cmd.AdminRequest != nil
-			resp := p.applyCommand(w, cmd)
 			ours := proposer == p.meta.Id
+			// Only a proposal of this peer has a callback to answer.
+			resp := p.applyCommand(w, cmd, ours)
 			if pr := p.proposals.resolve(e.Index, e.Term, seq, ours, stale); pr != nil {
 				done = append(done, appliedCallback{pr.cb, Result{Resp: resp}})
 				if e.Term == term {
@@ -200,8 +201,9 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 const applyStateInterval = 64
 
 // applyCommand applies a normal command. The epoch and keys are checked again:
-// the region may have changed between propose and apply.
-func (p *peer) applyCommand(w *kvWriter, cmd *raft_cmdpb.RaftCmdRequest) *raft_cmdpb.RaftCmdResponse {
+// the region may have changed between propose and apply. Without wantResp
+// (no callback will see it) a successful write's response is nil.
+func (p *peer) applyCommand(w *kvWriter, cmd *raft_cmdpb.RaftCmdRequest, wantResp bool) *raft_cmdpb.RaftCmdResponse {
 	if cmd.AdminRequest != nil {
 		return p.applyAdmin(w, cmd)
 	}
@@ -212,26 +214,35 @@ func (p *peer) applyCommand(w *kvWriter, cmd *raft_cmdpb.RaftCmdRequest) *raft_c
 	if err := checkKeys(cmd, region); err != nil {
 		return errResult(err).Resp
 	}
-	resp := &raft_cmdpb.RaftCmdResponse{
-		Header:    &raft_cmdpb.RaftResponseHeader{CurrentTerm: p.rn.BasicStatus().Term},
-		Responses: make([]*raft_cmdpb.Response, 0, len(cmd.Requests)),
+	var resp *raft_cmdpb.RaftCmdResponse
+	if wantResp {
+		resp = &raft_cmdpb.RaftCmdResponse{
+			Header:    &raft_cmdpb.RaftResponseHeader{CurrentTerm: p.rn.BasicStatus().Term},
+			Responses: make([]*raft_cmdpb.Response, 0, len(cmd.Requests)),
+		}
 	}
 	for _, r := range cmd.Requests {
 		switch r.CmdType {
 		case raft_cmdpb.CmdType_Put:
 			cf := mustCF(r.Put.Cf)
 			w.set(engine.DataKey(cf, r.Put.Key), r.Put.Value)
-			resp.Responses = append(resp.Responses, &raft_cmdpb.Response{CmdType: r.CmdType, Put: &raft_cmdpb.PutResponse{}})
+			if wantResp {
+				resp.Responses = append(resp.Responses, &raft_cmdpb.Response{CmdType: r.CmdType, Put: &raft_cmdpb.PutResponse{}})
+			}
 		case raft_cmdpb.CmdType_Delete:
 			cf := mustCF(r.Delete.Cf)
 			w.delete(engine.DataKey(cf, r.Delete.Key))
-			resp.Responses = append(resp.Responses, &raft_cmdpb.Response{CmdType: r.CmdType, Delete: &raft_cmdpb.DeleteResponse{}})
+			if wantResp {
+				resp.Responses = append(resp.Responses, &raft_cmdpb.Response{CmdType: r.CmdType, Delete: &raft_cmdpb.DeleteResponse{}})
+			}
 		case raft_cmdpb.CmdType_DeleteRange:
 			cf := mustCF(r.DeleteRange.Cf)
 			start, end := clipToRegion(r.DeleteRange.StartKey, r.DeleteRange.EndKey, region)
 			lo, hi := engine.DataRange(cf, start, end)
 			w.deleteRange(lo, hi)
-			resp.Responses = append(resp.Responses, &raft_cmdpb.Response{CmdType: r.CmdType, DeleteRange: &raft_cmdpb.DeleteRangeResponse{}})
+			if wantResp {
+				resp.Responses = append(resp.Responses, &raft_cmdpb.Response{CmdType: r.CmdType, DeleteRange: &raft_cmdpb.DeleteRangeResponse{}})
+			}
 		default:
 			// Reads never enter the log; checkKeys rejected anything else.
 			panic(fmt.Sprintf("%s: committed command of type %v", p.ps.tag, r.CmdType))
