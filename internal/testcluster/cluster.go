@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/regionkv/regionkv/internal/freeport"
 	"github.com/regionkv/regionkv/kv/node"
 	"github.com/regionkv/regionkv/proto/kvpb"
 	"github.com/regionkv/regionkv/scheduler/client"
@@ -128,25 +128,6 @@ func (c *Cluster) processes() []*Process {
 	return ps
 }
 
-// freePorts returns n loopback ports that were free a moment ago.
-func (c *Cluster) freePorts(n int) []string {
-	c.t.Helper()
-	var ls []net.Listener
-	var addrs []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		ls = append(ls, l)
-		addrs = append(addrs, l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return addrs
-}
-
 // Scheduler is the scheduler process.
 type Scheduler struct {
 	*Process
@@ -158,7 +139,7 @@ type Scheduler struct {
 // leads.
 func (c *Cluster) StartScheduler() *Scheduler {
 	c.t.Helper()
-	p := c.freePorts(4)
+	p := freeport.Addrs(c.t, 4)
 	s := &Scheduler{Addr: p[0], StatusAddr: p[1], DataDir: filepath.Join(c.dir, "scheduler"), c: c}
 	args := []string{
 		"--data-dir", s.DataDir, "--addr", s.Addr, "--status-addr", s.StatusAddr,
@@ -218,7 +199,7 @@ func (c *Cluster) StartStore(extra ...string) *Store {
 	n := len(c.stores) + 1
 	schedAddr := c.scheduler.Addr
 	c.mu.Unlock()
-	p := c.freePorts(2)
+	p := freeport.Addrs(c.t, 2)
 	s := &Store{Addr: p[0], StatusAddr: p[1], DataDir: filepath.Join(c.dir, fmt.Sprintf("store%d", n)), c: c}
 	args := []string{"--data-dir", s.DataDir, "--addr", s.Addr, "--status-addr", s.StatusAddr, "--scheduler", schedAddr}
 	args = append(append(append(args, DefaultStoreArgs...), c.opts.StoreArgs...), extra...)

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/regionkv/regionkv/internal/freeport"
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/schedulerpb"
 	"github.com/regionkv/regionkv/scheduler/client"
@@ -17,24 +17,6 @@ import (
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var addrs []string
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		addrs = append(addrs, l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return addrs
-}
 
 func startScheduler(t *testing.T, cfg server.Config) *server.Server {
 	t.Helper()
@@ -54,7 +36,7 @@ func startScheduler(t *testing.T, cfg server.Config) *server.Server {
 // TestClient bootstraps through the client, heartbeats over its stream, and
 // keeps working across a scheduler restart.
 func TestClient(t *testing.T) {
-	addrs := freeAddrs(t, 3)
+	addrs := freeport.Addrs(t, 3)
 	cfg := server.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.Addr = addrs[0]

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/regionkv/regionkv/internal/freeport"
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 	"github.com/regionkv/regionkv/proto/schedulerpb"
@@ -51,28 +51,9 @@ func (w *testWriter) stop() {
 	w.mu.Unlock()
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 // testConfig returns a single-member config on free ports in a temp dir.
 func testConfig(t *testing.T, name string) Config {
-	p := freePorts(t, 2)
+	p := freeport.Ports(t, 2)
 	cfg := DefaultConfig()
 	cfg.Name = name
 	cfg.DataDir = t.TempDir()

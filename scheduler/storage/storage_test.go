@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 
+	"github.com/regionkv/regionkv/internal/freeport"
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/schedulerpb"
 )
@@ -22,14 +22,9 @@ import (
 func startEtcd(t *testing.T) *clientv3.Client {
 	t.Helper()
 	var urls []url.URL
-	for range 2 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, _ := url.Parse("http://" + l.Addr().String())
+	for _, a := range freeport.Addrs(t, 2) {
+		u, _ := url.Parse("http://" + a)
 		urls = append(urls, *u)
-		l.Close()
 	}
 	cfg := embed.NewConfig()
 	cfg.Dir = t.TempDir()
