@@ -3,6 +3,7 @@ package raftstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
+	"github.com/regionkv/regionkv/router"
 )
 
 // checkSplit validates a split request against the region: the key lies
@@ -165,6 +167,12 @@ func (p *peer) replaceBySplit(region *metapb.Region, campaign bool) {
 		np.holdVotes()
 	}
 	if err := s.router.Register(region.Id, np); err != nil {
+		if errors.Is(err, router.ErrStopped) {
+			// The store is stopping. The split region's state is in the kv
+			// DB (the parent's apply wrote it), so the next start loads it.
+			p.log.Info("store stopping: the split-created peer starts with the store's next start")
+			return
+		}
 		fatalf("register split peer of region %d: %v", region.Id, err)
 	}
 	s.addPeer(np)
