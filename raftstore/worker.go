@@ -95,18 +95,18 @@ func (w *raftWorker) round() {
 	w.ready = w.ready[:0]
 	entries, applied := 0, 0 // for Stats
 	for i := range w.batches {
-		if p := w.batches[i].FSM; p.collectReady(&w.raftWB) {
+		p := w.batches[i].FSM
+		if p.collectReady(&w.raftWB) {
 			w.ready = append(w.ready, p)
 			entries += len(p.ready.Entries)
 			applied += len(p.ready.CommittedEntries)
 		}
+		// After collectReady: its appends may have made a held one needless.
+		p.flushHeld()
 		if w.raftWB.Size() > raftBatchBytes {
 			// Bound one write; every peer's Ready still lands atomically.
 			w.commitRaftBatch()
 		}
-	}
-	for i := range w.batches {
-		w.batches[i].FSM.flushHeld()
 	}
 	// Leaders sent their appends in collectReady; get them going before the
 	// fsync, or the followers' fsyncs would wait for it (the point of
