@@ -1,8 +1,9 @@
 // Package node runs a whole store process (regionkv-server): it locks the
 // data dir, opens the engines, joins the cluster through the scheduler
 // (getting a store id and, for the first store, bootstrapping the cluster),
-// starts the raftstore with the gRPC transport, and serves the Kv gRPC
-// service and the status HTTP server until Stop.
+// starts the raftstore with its transport, and serves the Kv gRPC service,
+// the other stores' raft connections (on the same port, see kv/raftwire)
+// and the status HTTP server until Stop.
 //
 // Start order (each step needs the previous ones):
 //
@@ -19,10 +20,11 @@
 //  6. PutStore with the advertised address;
 //  7. start the raftstore (its regions are reloaded from disk), with the
 //     scheduler client as its SchedulerClient and heartbeat responses
-//     routed to it; then serve gRPC and HTTP.
+//     routed to it; then serve gRPC, raft connections and HTTP.
 //
-// Stop reverses it: health NOT_SERVING, end the other stores' Raft streams,
-// stop gRPC gracefully (bounded), stop the raftstore, close the transport,
+// Stop reverses it: health NOT_SERVING, end the other stores' raft
+// connections, stop gRPC gracefully (bounded), close the listener, stop the
+// raftstore, close the transport,
 // the scheduler client and the engines, and release the LOCK.
 package node
 
@@ -41,6 +43,7 @@ import (
 
 	"github.com/regionkv/regionkv/kv/config"
 	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/kv/raftwire"
 	"github.com/regionkv/regionkv/kv/server"
 	"github.com/regionkv/regionkv/kv/transport"
 	"github.com/regionkv/regionkv/proto/metapb"
@@ -64,7 +67,8 @@ type Node struct {
 	startTime    time.Time
 
 	lock      *dirLock
-	grpcLis   net.Listener
+	grpcLis   net.Listener // the store's port, shared by gRPC and raft connections through mux
+	mux       *raftwire.Mux
 	httpLis   net.Listener
 	advertise string
 	engines   *engine.Engines
@@ -95,7 +99,7 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Node
 	if logger == nil {
 		logger = slog.Default()
 	}
-	n := &Node{cfg: cfg, log: logger, baseLog: logger, startTime: time.Now(), errc: make(chan error, 2)}
+	n := &Node{cfg: cfg, log: logger, baseLog: logger, startTime: time.Now(), errc: make(chan error, 3)}
 	defer func() {
 		if err != nil {
 			n.release()
@@ -231,8 +235,15 @@ func (n *Node) serve() {
 		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor),
 		grpc.ChainStreamInterceptor(n.metrics.streamInterceptor))...)
 	n.kv.Register(n.grpc)
+	n.mux = raftwire.NewMux(n.grpcLis, n.kv.ServeRaftConn)
 	n.wg.Go(func() {
-		if err := n.grpc.Serve(n.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := n.mux.Serve(); err != nil {
+			n.log.Error("listener failed", "err", err)
+			n.errc <- fmt.Errorf("listener: %w", err)
+		}
+	})
+	n.wg.Go(func() {
+		if err := n.grpc.Serve(n.mux.GRPC()); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.log.Error("gRPC server failed", "err", err)
 			n.errc <- fmt.Errorf("gRPC server: %w", err)
 		}
@@ -272,6 +283,9 @@ func (n *Node) Stop() {
 				<-done
 			}
 		}
+		if n.mux != nil {
+			n.mux.Close()
+		}
 		if n.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			_ = n.http.Shutdown(ctx)
@@ -304,7 +318,7 @@ func (n *Node) release() {
 		}
 	}
 	// A listener never served is closed here; a server closes its own.
-	if n.grpcLis != nil && n.grpc == nil {
+	if n.grpcLis != nil && n.mux == nil {
 		n.grpcLis.Close()
 	}
 	if n.httpLis != nil && n.http == nil {

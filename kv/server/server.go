@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -84,6 +85,10 @@ type Server struct {
 	// streamsStopped is closed by StopStreams.
 	streamsStopped  chan struct{}
 	stopStreamsOnce sync.Once
+	// raftMu protects raftConns, the open raft connections (raftconn.go),
+	// which StopStreams closes.
+	raftMu    sync.Mutex
+	raftConns map[net.Conn]struct{}
 	// batchWork hands BatchCommands requests to idle workers (batch.go).
 	batchWork chan func()
 }
@@ -108,6 +113,7 @@ func NewServer(store Store, opts Options) *Server {
 		health: health.NewServer(),
 
 		streamsStopped: make(chan struct{}),
+		raftConns:      make(map[net.Conn]struct{}),
 		batchWork:      make(chan func()),
 	}
 	s.SetServing(true)

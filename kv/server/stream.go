@@ -5,23 +5,30 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/regionkv/regionkv/kv/raftwire"
 	"github.com/regionkv/regionkv/proto/kvpb"
 	"github.com/regionkv/regionkv/proto/raft_serverpb"
 	"github.com/regionkv/regionkv/raftstore"
 )
 
-// Raft receives raft messages from another store's transport and hands each
-// to the raftstore, in order. A message the raftstore rejects is logged and
-// skipped (raft tolerates lost messages); the stream ends when the sender
-// closes it, when it breaks, or with Unavailable when the store stops or
-// StopStreams is called.
+// Raft receives raft messages from a gRPC stream and hands each to the
+// raftstore, in order. Stores send theirs on a raft connection instead
+// (ServeRaftConn); this is the same service over gRPC. A message the
+// raftstore rejects is logged and skipped (raft tolerates lost messages); the
+// stream ends when the sender closes it, when it breaks, or with Unavailable
+// when the store stops or StopStreams is called.
 func (s *Server) Raft(stream kvpb.Kv_RaftServer) error {
 	ctx := stream.Context()
+	var remote net.Addr
+	if p, ok := peer.FromContext(ctx); ok {
+		remote = p.Addr
+	}
 	batches, recvErr := receive(ctx, stream.Recv)
 	for {
 		var batch *raft_serverpb.RaftMessageBatch
@@ -37,27 +44,37 @@ func (s *Server) Raft(stream kvpb.Kv_RaftServer) error {
 		case <-s.streamsStopped:
 			return status.Error(codes.Unavailable, "the store is shutting down")
 		}
-		for _, msg := range batch.GetMsgs() {
-			if msg == nil {
-				continue
-			}
-			err := s.store.OnRaftMessage(msg)
-			if err == nil {
-				continue
-			}
-			if errors.Is(err, raftstore.ErrStoreStopped) {
-				return status.Error(codes.Unavailable, err.Error())
-			}
-			// A message for a region this store does not hold can repeat
-			// with every heartbeat; keep it out of the default log level.
-			level := slog.LevelWarn
-			var notFound *raftstore.RegionNotFoundError
-			if errors.As(err, &notFound) {
-				level = slog.LevelDebug
-			}
-			s.log.Log(ctx, level, "dropped raft message", s.raftMessageAttrs(stream, msg, err)...)
+		if err := s.deliverRaft(batch, remote); err != nil {
+			return status.Error(codes.Unavailable, err.Error())
 		}
 	}
+}
+
+// deliverRaft hands a batch's messages to the raftstore, in order. It logs
+// and skips a message the raftstore rejects, and returns
+// raftstore.ErrStoreStopped once the store has stopped.
+func (s *Server) deliverRaft(batch *raft_serverpb.RaftMessageBatch, remote net.Addr) error {
+	for _, msg := range batch.GetMsgs() {
+		if msg == nil {
+			continue
+		}
+		err := s.store.OnRaftMessage(msg)
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, raftstore.ErrStoreStopped) {
+			return err
+		}
+		// A message for a region this store does not hold can repeat with
+		// every heartbeat; keep it out of the default log level.
+		level := slog.LevelWarn
+		var notFound *raftstore.RegionNotFoundError
+		if errors.As(err, &notFound) {
+			level = slog.LevelDebug
+		}
+		s.log.Log(context.Background(), level, "dropped raft message", s.raftMessageAttrs(remote, msg, err)...)
+	}
+	return nil
 }
 
 // receive calls recv on a goroutine of its own and hands over each message,
@@ -84,7 +101,8 @@ func receive[T any](ctx context.Context, recv func() (T, error)) (<-chan T, <-ch
 	return msgs, recvErr
 }
 
-// StopStreams ends every Raft stream, now and later, with Unavailable: the
+// StopStreams ends every raft connection and Raft stream, now and later
+// (streams with Unavailable, connections with raftwire.StatusStopping): the
 // senders' transports see the store unreachable. BatchCommands streams stop
 // reading, answer what they have read and end the same way. A store
 // shutting down calls it before grpc.Server.GracefulStop, which would
@@ -92,11 +110,20 @@ func receive[T any](ctx context.Context, recv func() (T, error)) (<-chan T, <-ch
 // long-lived streams. Unary client requests are not affected. It is
 // idempotent.
 func (s *Server) StopStreams() {
-	s.stopStreamsOnce.Do(func() { close(s.streamsStopped) })
+	s.stopStreamsOnce.Do(func() {
+		s.raftMu.Lock()
+		close(s.streamsStopped)
+		conns := s.raftConns
+		s.raftConns = nil
+		s.raftMu.Unlock()
+		for conn := range conns {
+			refuseRaftConn(conn, raftwire.StatusStopping)
+		}
+	})
 }
 
 // raftMessageAttrs describes a dropped raft message for the log.
-func (s *Server) raftMessageAttrs(stream kvpb.Kv_RaftServer, msg *raft_serverpb.RaftMessage, err error) []any {
+func (s *Server) raftMessageAttrs(remote net.Addr, msg *raft_serverpb.RaftMessage, err error) []any {
 	attrs := []any{
 		slog.Uint64("store_id", s.store.StoreID()),
 		slog.Uint64("region_id", msg.RegionId),
@@ -106,8 +133,8 @@ func (s *Server) raftMessageAttrs(stream kvpb.Kv_RaftServer, msg *raft_serverpb.
 	if m := msg.Message; m != nil {
 		attrs = append(attrs, slog.String("msg_type", m.Type.String()), slog.Uint64("term", m.Term))
 	}
-	if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
-		attrs = append(attrs, slog.String("remote", p.Addr.String()))
+	if remote != nil {
+		attrs = append(attrs, slog.String("remote", remote.String()))
 	}
 	return append(attrs, slog.Any("err", err))
 }

@@ -1,6 +1,6 @@
-// Package transport carries raft traffic between stores over gRPC: raft
-// messages in batches on one long-lived Kv.Raft client stream per
-// destination store, and snapshots on a Kv.Snapshot stream each. It
+// Package transport carries raft traffic between stores: raft messages in
+// batches on one long-lived raft connection per destination store (plain
+// TCP, see kv/raftwire), and snapshots on a gRPC Kv.Snapshot stream each. It
 // implements raftstore.Transport.
 //
 // Store addresses come from a Resolver (the scheduler) through a Pool, which
@@ -8,12 +8,12 @@
 // shares.
 //
 // Delivery is best effort, as raft expects: a message is lost when its
-// destination's queue is full, when the stream breaks with it in flight, or
+// destination's queue is full, when the connection breaks with it in flight, or
 // while the destination is unreachable. Send reports the last two
 // synchronously (ErrQueueFull, ErrUnreachable) so that the raftstore can tell
-// raft (ReportUnreachable); a stream that breaks while idle is noticed by a
-// receive on the stream, and the destination then refuses messages until a
-// new stream is open.
+// raft (ReportUnreachable); a connection that breaks while idle is noticed by
+// a read on it, and the destination then refuses messages until a new
+// connection is open.
 package transport
 
 import (
@@ -22,13 +22,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 
-	"github.com/regionkv/regionkv/proto/kvpb"
+	"github.com/regionkv/regionkv/kv/raftwire"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
 )
 
@@ -65,6 +66,9 @@ type Options struct {
 	// SnapshotChunkSize is the data carried by one SnapshotChunk (default
 	// 1 MiB).
 	SnapshotChunkSize int
+	// WriteTimeout bounds one write on a raft connection (default 10s): a
+	// store that reads nothing for this long is treated as unreachable.
+	WriteTimeout time.Duration
 	// Linger is how long a message sent outside a worker round (one that no
 	// Flush follows, e.g. a store liveness ping) may wait before the
 	// transport flushes it itself (default 2ms).
@@ -81,6 +85,7 @@ func (o Options) withDefaults() Options {
 	setDefault(&o.RetryMax, 2*time.Second)
 	setDefault(&o.IdleTimeout, time.Minute)
 	setDefault(&o.SnapshotChunkSize, 1<<20)
+	setDefault(&o.WriteTimeout, 10*time.Second)
 	setDefault(&o.Linger, 2*time.Millisecond)
 	if o.RetryMax < o.RetryMin {
 		o.RetryMax = o.RetryMin
@@ -287,7 +292,7 @@ func (t *Transport) retire(d *dest) {
 }
 
 // dest is one destination store: its queue and the goroutine that owns its
-// stream.
+// connection.
 type dest struct {
 	t       *Transport
 	storeID uint64
@@ -318,30 +323,31 @@ func (d *dest) hasQueued() bool {
 	return len(d.queue) > 0
 }
 
-// run owns the destination's stream: it connects, sends batches, and after
-// a failure reconnects with backoff, until the transport closes or the
+// run owns the destination's connection: it connects, sends batches, and
+// after a failure reconnects with backoff, until the transport closes or the
 // destination is retired.
 func (d *dest) run() {
 	t := d.t
 	defer t.wg.Done()
 	retry := t.opts.RetryMin
 	for opened := 0; ; {
-		conn, s, err := d.open()
+		gc, c, err := d.open()
 		if err == nil {
 			if opened++; opened > 1 {
 				t.reconnects.Add(1)
 			}
 			retry = t.opts.RetryMin
 			d.markUp()
-			err = d.serve(s)
-			s.cancel()
+			err = d.serve(c)
+			c.Close()
 		}
 		if t.ctx.Err() != nil {
 			return
 		}
 		d.markDown(err)
-		if conn != nil {
-			t.pool.Invalidate(d.storeID, conn)
+		if gc != nil {
+			// The store may have moved: look its address up again.
+			t.pool.Invalidate(d.storeID, gc)
 		}
 		if time.Since(time.Unix(0, d.lastSend.Load())) > t.opts.IdleTimeout {
 			d.log.Info("forgetting unreachable store")
@@ -357,82 +363,127 @@ func (d *dest) run() {
 	}
 }
 
-// stream is one open Kv.Raft stream.
-type stream struct {
-	raft   kvpb.Kv_RaftClient
-	cancel context.CancelFunc
-	// ended receives the stream's final error once the receiving side sees
-	// it end (the store closed it, or the connection broke).
+// raftConn is one open raft connection.
+type raftConn struct {
+	net.Conn
+	// ended receives why the connection ended, once the reading side sees
+	// it end (the store closed it, or it broke).
 	ended chan error
+	// buf holds the frames of one write.
+	buf []byte
 }
 
-// open resolves the store and opens a Raft stream to it. conn is the
-// connection used, if one was obtained, even when opening failed.
-func (d *dest) open() (*grpc.ClientConn, *stream, error) {
+// open resolves the store and opens a raft connection to it. gc is the
+// pool's connection to the store, if one was obtained, even when opening
+// failed: its address is the one dialed.
+func (d *dest) open() (gc *grpc.ClientConn, _ *raftConn, _ error) {
 	t := d.t
-	conn, err := t.pool.Conn(t.ctx, d.storeID)
+	gc, err := t.pool.Conn(t.ctx, d.storeID)
 	if err != nil {
 		return nil, nil, err
 	}
-	ctx, cancel := context.WithCancel(t.ctx)
-	raft, err := kvpb.NewKvClient(conn).Raft(ctx)
-	if err != nil {
-		cancel()
-		return conn, nil, fmt.Errorf("open raft stream: %w", err)
+	addr := gc.Target() // the address the pool resolved
+	dialer := net.Dialer{
+		Timeout: t.pool.opts.ConnectTimeout,
+		// Notice a store that vanished without closing its sockets, as the
+		// pool's gRPC connections do (keepalive probes while idle, the user
+		// timeout while a write is unacknowledged).
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: keepaliveTime, Interval: keepaliveTimeout, Count: 1},
+		Control:         setUserTimeout(keepaliveTime + keepaliveTimeout),
 	}
-	s := &stream{raft: raft, cancel: cancel, ended: make(chan error, 1)}
-	// The store answers only when the stream ends, so a receive returns
-	// exactly then: that is how a break is noticed while nothing is sent.
-	// The receive ends at the latest when run cancels the stream.
+	c, err := dialer.DialContext(t.ctx, "tcp", addr)
+	if err != nil {
+		return gc, nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	// The hello and the store's answer, within the connect timeout.
+	_ = c.SetDeadline(time.Now().Add(t.pool.opts.ConnectTimeout))
+	if _, err := c.Write(raftwire.AppendHello(nil, d.storeID)); err != nil {
+		c.Close()
+		return gc, nil, fmt.Errorf("raft connection to %s: %w", addr, err)
+	}
+	if err := raftwire.ReadStatus(c); err != nil {
+		c.Close()
+		return gc, nil, fmt.Errorf("raft connection to %s: %w", addr, err)
+	}
+	_ = c.SetDeadline(time.Time{})
+	rc := &raftConn{Conn: c, ended: make(chan error, 1)}
+	// The store writes only when it closes the connection, so a read
+	// returns exactly then: that is how a break is noticed while nothing is
+	// sent. The read ends at the latest when run closes the connection.
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		s.ended <- raft.RecvMsg(new(rspb.Done))
+		err := raftwire.ReadStatus(c)
+		if err == nil {
+			err = errors.New("the store sent data on the raft connection")
+		}
+		rc.ended <- err
 	}()
-	return conn, s, nil
+	return gc, rc, nil
 }
 
-// serve sends batches on s until the stream fails or the transport closes.
-func (d *dest) serve(s *stream) error {
+// serve sends batches on c until the connection fails or the transport
+// closes. Every batch queued when it looks goes in one write.
+func (d *dest) serve(c *raftConn) error {
 	t := d.t
 	for {
-		for {
+		c.buf = c.buf[:0]
+		var msgs, batches int
+		for len(c.buf) < maxWrite {
 			batch := d.take()
 			if batch == nil {
 				break
 			}
-			if err := s.raft.Send(batch); err != nil {
+			var err error
+			if c.buf, err = raftwire.AppendFrame(c.buf, batch); err != nil {
+				d.log.Error("raft message batch dropped", "messages", len(batch.Msgs), "err", err)
 				t.dropped.Add(uint64(len(batch.Msgs)))
-				return s.finalError(err)
+				continue
 			}
-			t.sent.Add(uint64(len(batch.Msgs)))
-			t.batches.Add(1)
+			msgs += len(batch.Msgs)
+			batches++
+		}
+		if batches > 0 {
+			_ = c.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout))
+			if _, err := c.Write(c.buf); err != nil {
+				t.dropped.Add(uint64(msgs))
+				return c.finalError(err)
+			}
+			t.sent.Add(uint64(msgs))
+			t.batches.Add(uint64(batches))
+			if cap(c.buf) > maxWrite {
+				c.buf = nil // keep no large buffer between rare large batches
+			}
+			continue
 		}
 		select {
 		case <-t.ctx.Done():
 			return ErrClosed
-		case err := <-s.ended:
-			if err == nil {
-				err = errors.New("the store ended the raft stream")
-			}
-			return err
+		case err := <-c.ended:
+			return endedError(err)
 		case <-d.wake:
 		}
 	}
 }
 
-// finalError returns why a stream whose Send failed with err ended: Send
-// reports only io.EOF, the status comes from the receiving side.
-func (s *stream) finalError(err error) error {
-	if !errors.Is(err, io.EOF) {
-		return err
-	}
+// maxWrite: serve stops adding batches to a write past this size.
+const maxWrite = 1 << 20
+
+// finalError returns why a connection whose write failed with err ended:
+// the store may have said why before closing it.
+func (c *raftConn) finalError(err error) error {
 	select {
-	case rerr := <-s.ended:
-		if rerr != nil {
-			return rerr
-		}
-	case <-time.After(time.Second):
+	case rerr := <-c.ended:
+		return endedError(rerr)
+	case <-time.After(100 * time.Millisecond):
+	}
+	return err
+}
+
+// endedError describes the end the reading side saw.
+func endedError(err error) error {
+	if errors.Is(err, io.EOF) {
+		return errors.New("the store closed the raft connection")
 	}
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 
+	"github.com/regionkv/regionkv/kv/raftwire"
 	"github.com/regionkv/regionkv/kv/server"
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
@@ -77,11 +79,14 @@ func (s *recvStore) ReceiveSnapshot(msg *rspb.RaftMessage, data io.Reader) error
 	return nil
 }
 
-// storeServer is a store's gRPC server on a loopback port.
+// storeServer is a store's server on a loopback port: gRPC and raft
+// connections, as kv/node serves them.
 type storeServer struct {
 	store *recvStore
 	addr  string
 	g     *grpc.Server
+	srv   *server.Server
+	mux   *raftwire.Mux
 }
 
 func startServer(t *testing.T, store *recvStore, addr string) *storeServer {
@@ -102,14 +107,22 @@ func startServer(t *testing.T, store *recvStore, addr string) *storeServer {
 		t.Fatalf("listen: %v", err)
 	}
 	g := grpc.NewServer(server.GRPCServerOptions()...)
-	server.NewServer(store, server.Options{Logger: testLogger(t)}).Register(g)
-	go g.Serve(lis)
-	s := &storeServer{store: store, addr: lis.Addr().String(), g: g}
+	srv := server.NewServer(store, server.Options{Logger: testLogger(t)})
+	srv.Register(g)
+	mux := raftwire.NewMux(lis, srv.ServeRaftConn)
+	go mux.Serve()
+	go g.Serve(mux.GRPC())
+	s := &storeServer{store: store, addr: lis.Addr().String(), g: g, srv: srv, mux: mux}
 	t.Cleanup(s.stop)
 	return s
 }
 
-func (s *storeServer) stop() { s.g.Stop() }
+// stop stops the server the way a store shutting down does.
+func (s *storeServer) stop() {
+	s.srv.StopStreams()
+	s.g.Stop()
+	s.mux.Close()
+}
 
 // resolver is a Resolver over a map that tests change.
 type resolver struct {
@@ -340,6 +353,102 @@ func TestReconnect(t *testing.T) {
 	receive(t, store, 1)
 	if st := tr.Stats(); st.Reconnects == 0 {
 		t.Errorf("stats %+v: no reconnect counted", st)
+	}
+}
+
+// TestWrongStoreAtAddress: a store found at another store's address refuses
+// the connection; the transport reports the destination unreachable and
+// looks its address up again.
+func TestWrongStoreAtAddress(t *testing.T) {
+	s2, s3 := startServer(t, newRecvStore(2), ""), startServer(t, newRecvStore(3), "")
+	var r resolver
+	r.set(2, s3.addr) // store 3 listens there
+	tr := newTransport(t, &r, Options{})
+	err := sendUntil(t, tr, 2, func(err error) bool { return err != nil })
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "another store") {
+		t.Fatalf("send to store 2 at store 3's address: %v, want ErrUnreachable (another store)", err)
+	}
+	r.set(2, s2.addr)
+	sendUntil(t, tr, 2, func(err error) bool { return err == nil })
+	tr.Flush()
+	receive(t, s2.store, 1)
+	if n := len(s3.store.msgs); n != 0 {
+		t.Errorf("store 3 received %d messages meant for store 2", n)
+	}
+}
+
+// TestStalledStore: a store that accepts the connection but reads nothing
+// is reported unreachable once a write has waited WriteTimeout.
+func TestStalledStore(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stalled := make(chan net.Conn, 10)
+	mux := raftwire.NewMux(lis, func(conn net.Conn) {
+		if _, err := raftwire.ReadHelloStore(conn); err == nil {
+			conn.Write([]byte{raftwire.StatusOK})
+		}
+		stalled <- conn // and never read
+	})
+	go mux.Serve()
+	t.Cleanup(func() {
+		mux.Close()
+		close(stalled)
+		for conn := range stalled {
+			conn.Close()
+		}
+	})
+	var r resolver
+	r.set(2, lis.Addr().String())
+	tr := newTransport(t, &r, Options{WriteTimeout: 200 * time.Millisecond})
+	big := func(i uint64) *rspb.RaftMessage {
+		m := raftMsg(2, i)
+		m.Message.Entries = []raftpb.Entry{{Index: i + 1, Term: 1, Data: make([]byte, 1<<20)}}
+		return m
+	}
+	// The socket buffers take some megabytes; then a write blocks.
+	deadline := time.Now().Add(20 * time.Second)
+	for i := uint64(0); ; i++ {
+		err := tr.Send(big(i))
+		tr.Flush()
+		if errors.Is(err, ErrUnreachable) {
+			break
+		}
+		if err != nil && !errors.Is(err, ErrQueueFull) {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a store that reads nothing was not reported unreachable; last error %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := tr.Stats(); st.MessagesDropped == 0 {
+		t.Errorf("stats %+v: the messages lost with the connection were not counted", st)
+	}
+}
+
+// TestLargeMessages: messages larger than one write's buffer go through,
+// in order with the small ones around them.
+func TestLargeMessages(t *testing.T) {
+	s2 := startServer(t, newRecvStore(2), "")
+	var r resolver
+	r.set(2, s2.addr)
+	tr := newTransport(t, &r, Options{})
+	for i := range uint64(12) {
+		m := raftMsg(2, i)
+		if i%3 == 1 {
+			m.Message.Entries = []raftpb.Entry{{Index: i + 1, Term: 1, Data: bytes.Repeat([]byte{byte(i)}, 3<<20)}}
+		}
+		if err := tr.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr.Flush()
+	for i, idx := range receive(t, s2.store, 12) {
+		if idx != uint64(i) {
+			t.Fatalf("message %d has index %d: out of order", i, idx)
+		}
 	}
 }
 
