@@ -8,12 +8,12 @@
 // shares.
 //
 // Delivery is best effort, as raft expects: a message is lost when its
-// destination's queue is full, when the connection breaks with it in flight, or
-// while the destination is unreachable. Send reports the last two
-// synchronously (ErrQueueFull, ErrUnreachable) so that the raftstore can tell
-// raft (ReportUnreachable); a connection that breaks while idle is noticed by
-// a read on it, and the destination then refuses messages until a new
-// connection is open.
+// destination's queue is full, when the connection breaks with it in
+// flight, or while the destination is unreachable. Send reports the last
+// two synchronously (ErrQueueFull, ErrUnreachable) so that the raftstore
+// can tell raft (ReportUnreachable); a connection that breaks while idle is
+// noticed by a read on it, and the destination then refuses messages until
+// a new connection is open.
 package transport
 
 import (
@@ -345,8 +345,11 @@ func (d *dest) run() {
 			return
 		}
 		d.markDown(err)
-		if gc != nil {
-			// The store may have moved: look its address up again.
+		if c == nil && gc != nil {
+			// The store could not be reached at its address; it may have
+			// moved: look the address up again. (A connection that ended
+			// is simply dialed again, and the pool's gRPC connection, with
+			// any snapshot on it, is left alone.)
 			t.pool.Invalidate(d.storeID, gc)
 		}
 		if time.Since(time.Unix(0, d.lastSend.Load())) > t.opts.IdleTimeout {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,9 @@ var _ raftstore.Transport = (*Transport)(nil)
 type recvStore struct {
 	id   uint64
 	msgs chan *rspb.RaftMessage
+	// stopNext makes the next OnRaftMessage answer ErrStoreStopped, which
+	// ends the raft connection it came on.
+	stopNext atomic.Bool
 
 	mu        sync.Mutex
 	snapMsgs  []*rspb.RaftMessage
@@ -54,6 +58,9 @@ func (s *recvStore) RegionByKey([]byte) (*metapb.Region, *metapb.Peer, error) {
 }
 
 func (s *recvStore) OnRaftMessage(msg *rspb.RaftMessage) error {
+	if s.stopNext.CompareAndSwap(true, false) {
+		return raftstore.ErrStoreStopped
+	}
 	s.msgs <- msg
 	return nil
 }
@@ -449,6 +456,49 @@ func TestLargeMessages(t *testing.T) {
 		if idx != uint64(i) {
 			t.Fatalf("message %d has index %d: out of order", i, idx)
 		}
+	}
+}
+
+// TestEndedConnectionKeepsPoolConn: a raft connection the store ends is
+// dialed again; the pool's gRPC connection to the store (snapshots,
+// forwarding) is kept, and so is the cached address.
+func TestEndedConnectionKeepsPoolConn(t *testing.T) {
+	s2 := startServer(t, newRecvStore(2), "")
+	var r resolver
+	r.set(2, s2.addr)
+	tr := newTransport(t, &r, Options{RetryMin: 10 * time.Millisecond})
+	sendUntil(t, tr, 2, func(err error) bool { return err == nil })
+	tr.Flush()
+	receive(t, s2.store, 1)
+	before, err := tr.pool.Conn(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s2.store.stopNext.Store(true)
+	if err := tr.Send(raftMsg(2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	tr.Flush()
+	// That message ended the connection (and whatever followed it on the
+	// way); messages go on a new one.
+	for deadline := time.Now().Add(10 * time.Second); tr.Stats().Reconnects == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no new connection after the store ended one")
+		}
+	}
+	sendUntil(t, tr, 2, func(err error) bool { return err == nil })
+	tr.Flush()
+	receive(t, s2.store, 1)
+	after, err := tr.pool.Conn(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Error("the pool's gRPC connection was replaced after a raft connection ended")
+	}
+	if r.calls != 1 {
+		t.Errorf("resolver called %d times, want once", r.calls)
 	}
 }
 
