@@ -773,6 +773,12 @@ func (l *Log) Entries(region, lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
 		if err := e.Unmarshal(buf); err != nil {
 			return nil, fmt.Errorf("%w: region %d entry %d: %v", ErrCorrupt, region, lo+uint64(i), err)
 		}
+		// The index maps positions to entries; an entry that is not the
+		// one asked for must never reach raft.
+		if want := lo + uint64(i); e.Index != want || e.Term != lc.term {
+			return nil, fmt.Errorf("%w: region %d: entry %d (term %d) found where entry %d (term %d) should be",
+				ErrCorrupt, region, e.Index, e.Term, want, lc.term)
+		}
 		ents = append(ents, e)
 	}
 	return ents, nil

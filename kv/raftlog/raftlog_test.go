@@ -3,6 +3,7 @@ package raftlog
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -313,4 +314,22 @@ func TestOpenLocksDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	open(t, dir, 0).Close()
+}
+
+// TestEntriesCheckIndex: an entry read from where the index says another
+// should be is reported corrupt, never returned to raft.
+func TestEntriesCheckIndex(t *testing.T) {
+	l := open(t, t.TempDir(), 0)
+	defer l.Close()
+	write(t, l, func(b *Batch) { b.Append(1, ents(2, 1, 5)) })
+	l.mu.Lock()
+	r := l.regions[1]
+	r.locs[2], r.locs[3] = r.locs[3], r.locs[2] // index 3 now points at entry 4
+	l.mu.Unlock()
+	if got, err := l.Entries(1, 1, 3, math.MaxUint64); err != nil || len(got) != 2 {
+		t.Fatalf("entries before the damage: %d, %v", len(got), err)
+	}
+	if _, err := l.Entries(1, 1, 5, math.MaxUint64); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("entries across a misplaced entry: %v, want ErrCorrupt", err)
+	}
 }
