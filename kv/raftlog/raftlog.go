@@ -214,11 +214,11 @@ func Open(dir string, opts Options) (*Log, error) {
 
 // recover replays the segments and starts a new one.
 func (l *Log) recover() error {
-	ids, err := l.listSegments()
+	ids, spares, err := l.listDir()
 	if err != nil {
 		return err
 	}
-	if err := l.loadSpares(); err != nil {
+	if err := l.loadSpares(spares); err != nil {
 		return err
 	}
 	if len(l.spares) == 0 {
@@ -270,33 +270,31 @@ func (l *Log) path(id uint64) string {
 	return filepath.Join(l.dir, fmt.Sprintf("%016x%s", id, fileExt))
 }
 
-// listSegments returns the segment ids in order, removing segments that were
-// being created when the store stopped.
-func (l *Log) listSegments() ([]uint64, error) {
+// listDir returns the segment ids in order and the paths of the spares,
+// removing files that were being created when the store stopped.
+func (l *Log) listDir() (ids []uint64, spares []string, _ error) {
 	ents, err := os.ReadDir(l.dir)
 	if err != nil {
-		return nil, fmt.Errorf("raftlog: %w", err)
+		return nil, nil, fmt.Errorf("raftlog: %w", err)
 	}
-	var ids []uint64
 	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), tmpExt) {
+		switch {
+		case strings.HasSuffix(e.Name(), tmpExt):
 			if err := os.Remove(filepath.Join(l.dir, e.Name())); err != nil {
-				return nil, fmt.Errorf("raftlog: %w", err)
+				return nil, nil, fmt.Errorf("raftlog: %w", err)
 			}
-			continue
+		case strings.HasSuffix(e.Name(), spareExt):
+			spares = append(spares, filepath.Join(l.dir, e.Name()))
+		case strings.HasSuffix(e.Name(), fileExt):
+			id, err := strconv.ParseUint(strings.TrimSuffix(e.Name(), fileExt), 16, 64)
+			if err != nil {
+				return nil, nil, fmt.Errorf("raftlog: unexpected file %s", e.Name())
+			}
+			ids = append(ids, id)
 		}
-		name, ok := strings.CutSuffix(e.Name(), fileExt)
-		if !ok {
-			continue
-		}
-		id, err := strconv.ParseUint(name, 16, 64)
-		if err != nil {
-			return nil, fmt.Errorf("raftlog: unexpected file %s", e.Name())
-		}
-		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	return ids, nil
+	return ids, spares, nil
 }
 
 // replay reads segment id into the index. A torn record ends the newest

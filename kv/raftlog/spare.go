@@ -3,7 +3,6 @@ package raftlog
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -29,12 +28,8 @@ const (
 	fillChunk = 1 << 20
 )
 
-// loadSpares adopts the spares left in the dir by an earlier run.
-func (l *Log) loadSpares() error {
-	names, err := filepath.Glob(filepath.Join(l.dir, "*"+spareExt))
-	if err != nil {
-		return fmt.Errorf("raftlog: %w", err)
-	}
+// loadSpares adopts the spares (paths) left in the dir by an earlier run.
+func (l *Log) loadSpares(names []string) error {
 	for _, name := range names {
 		fi, err := os.Stat(name)
 		if err == nil && fi.Size() >= l.opts.SegmentSize && len(l.spares) < maxSpares {
