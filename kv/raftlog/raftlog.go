@@ -738,6 +738,22 @@ func (l *Log) Bounds(region uint64) (first, last uint64, ok bool) {
 	return r.first, r.last(), true
 }
 
+// Term returns the term of region's entry i from the in-memory index,
+// without reading the entry. It returns raft.ErrCompacted if i is below the
+// first entry held, and raft.ErrUnavailable if it is past the last.
+func (l *Log) Term(region, i uint64) (uint64, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	r := l.regions[region]
+	switch {
+	case r == nil || len(r.locs) == 0 || i > r.last():
+		return 0, raft.ErrUnavailable
+	case i < r.first:
+		return 0, raft.ErrCompacted
+	}
+	return r.locs[i-r.first].term, nil
+}
+
 // Entries returns region's entries in [lo, hi), at least one and no more than
 // maxSize bytes beyond the first (raft's limitSize rule). It returns
 // raft.ErrCompacted if lo is below the first entry held, and

@@ -145,6 +145,15 @@ func TestWriteReadReopen(t *testing.T) {
 		if _, err := l.Entries(1, 10, 18, 0); !errors.Is(err, raft.ErrUnavailable) {
 			t.Fatalf("entries past the last: %v", err)
 		}
+		for _, c := range []struct {
+			region, i, term uint64
+			err             error
+		}{{1, 14, 5, nil}, {1, 15, 6, nil}, {1, 16, 6, nil}, {1, 17, 0, raft.ErrUnavailable},
+			{2, 2, 0, raft.ErrCompacted}, {2, 3, 1, nil}, {3, 10, 0, raft.ErrUnavailable}} {
+			if tm, err := l.Term(c.region, c.i); tm != c.term || !errors.Is(err, c.err) {
+				t.Fatalf("Term(%d, %d) = %d, %v; want %d, %v", c.region, c.i, tm, err, c.term, c.err)
+			}
+		}
 		// maxSize: at least one entry, then only what fits.
 		one, err := l.Entries(1, 6, 17, 1)
 		if err != nil || len(one) != 1 {
