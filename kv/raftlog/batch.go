@@ -13,25 +13,19 @@ import (
 
 // Batch is a set of operations that Write makes one record, applied
 // atomically. The zero value is empty and ready to use; Reset reuses one.
+//
+// The log's index learns a batch the way replay learns a record: by
+// decoding it (Log.applyRecord), so the two cannot disagree.
 type Batch struct {
 	// buf is the record: header space, then the payload.
-	buf  []byte
-	ops  []batchOp
-	locs []loc // the appended entries of every append op; off is within buf
-}
-
-type batchOp struct {
-	kind   byte
-	region uint64
-	index  uint64 // append: first index; deleteTo: end
-	lo, hi int    // append: the op's locs in Batch.locs; state: bytes in buf
+	buf []byte
+	ops int
 }
 
 // Reset empties b, keeping its memory.
 func (b *Batch) Reset() {
 	b.buf = append(b.buf[:0], make([]byte, recHeader)...)
-	b.ops = b.ops[:0]
-	b.locs = b.locs[:0]
+	b.ops = 0
 }
 
 func (b *Batch) init() {
@@ -41,10 +35,10 @@ func (b *Batch) init() {
 }
 
 // Empty reports whether b holds no operation.
-func (b *Batch) Empty() bool { return len(b.ops) == 0 }
+func (b *Batch) Empty() bool { return b.ops == 0 }
 
 // Len returns the number of operations in b.
-func (b *Batch) Len() int { return len(b.ops) }
+func (b *Batch) Len() int { return b.ops }
 
 // Size returns the bytes b will write.
 func (b *Batch) Size() int { return max(len(b.buf), recHeader) }
@@ -61,12 +55,11 @@ func (b *Batch) seal(id uint64, what string) error {
 	return nil
 }
 
-func (b *Batch) op(kind byte, region uint64) *batchOp {
+func (b *Batch) op(kind byte, region uint64) {
 	b.init()
-	b.ops = append(b.ops, batchOp{kind: kind, region: region})
+	b.ops++
 	b.buf = append(b.buf, kind)
 	b.buf = binary.AppendUvarint(b.buf, region)
-	return &b.ops[len(b.ops)-1]
 }
 
 // Append adds region's entries ents, which replace any entries from
@@ -92,9 +85,7 @@ func (b *Batch) Append(region uint64, ents []raftpb.Entry) int {
 }
 
 func (b *Batch) beginAppend(region, first uint64, count int) {
-	op := b.op(opAppend, region)
-	op.index = first
-	op.lo, op.hi = len(b.locs), len(b.locs)
+	b.op(opAppend, region)
 	b.buf = binary.AppendUvarint(b.buf, first)
 	b.buf = binary.AppendUvarint(b.buf, uint64(count))
 }
@@ -106,65 +97,37 @@ func (b *Batch) addEntry(term uint64, size int) []byte {
 	b.buf = binary.AppendUvarint(b.buf, uint64(size))
 	off := len(b.buf)
 	b.buf = slices.Grow(b.buf, size)[:off+size]
-	b.locs = append(b.locs, loc{term: term, off: int64(off), size: uint32(size)})
-	b.ops[len(b.ops)-1].hi++
 	return b.buf[off:]
 }
 
 // SetState sets region's RaftLocalState.
 func (b *Batch) SetState(region uint64, st *rspb.RaftLocalState) {
 	size := st.Size()
-	op := b.op(opState, region)
+	b.op(opState, region)
 	b.buf = binary.AppendUvarint(b.buf, uint64(size))
-	op.lo = len(b.buf)
-	b.buf = slices.Grow(b.buf, size)[:op.lo+size]
-	op.hi = len(b.buf)
-	if _, err := st.MarshalToSizedBuffer(b.buf[op.lo:op.hi]); err != nil {
+	off := len(b.buf)
+	b.buf = slices.Grow(b.buf, size)[:off+size]
+	if _, err := st.MarshalToSizedBuffer(b.buf[off:]); err != nil {
 		panic(fmt.Sprintf("raftlog: marshal state: %v", err))
 	}
 }
 
 func (b *Batch) setState(region uint64, state []byte) {
-	op := b.op(opState, region)
+	b.op(opState, region)
 	b.buf = binary.AppendUvarint(b.buf, uint64(len(state)))
-	op.lo = len(b.buf)
 	b.buf = append(b.buf, state...)
-	op.hi = len(b.buf)
 }
 
 // DeleteTo deletes region's entries below end. Only delete entries whose
 // application is durable.
 func (b *Batch) DeleteTo(region, end uint64) {
-	op := b.op(opDeleteTo, region)
-	op.index = end
+	b.op(opDeleteTo, region)
 	b.buf = binary.AppendUvarint(b.buf, end)
 }
 
 // Clean deletes region's entries and state.
 func (b *Batch) Clean(region uint64) {
 	b.op(opClean, region)
-}
-
-// apply updates l's index with b, written at offset base of segment file.
-func (b *Batch) apply(l *Log, file uint64, base int64) {
-	for i := range b.ops {
-		op := &b.ops[i]
-		switch op.kind {
-		case opAppend:
-			locs := b.locs[op.lo:op.hi]
-			for j := range locs {
-				locs[j].file = file
-				locs[j].off += base
-			}
-			l.append(op.region, op.index, locs)
-		case opState:
-			l.setState(op.region, b.buf[op.lo:op.hi])
-		case opDeleteTo:
-			l.deleteTo(op.region, op.index)
-		case opClean:
-			delete(l.regions, op.region)
-		}
-	}
 }
 
 // decoder reads a payload; the first error sticks.

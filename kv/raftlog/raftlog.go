@@ -171,6 +171,7 @@ type Log struct {
 	active  segment
 	err     error    // sticky: a failed write leaves the active segment unusable
 	spares  []string // spare segment files (spare.go)
+	locBuf  []loc    // applyRecord's scratch
 
 	// Group commit: a writer takes a ticket once its record is written; one
 	// fdatasync covers every ticket taken before it began.
@@ -381,7 +382,8 @@ func checksum(id uint64, length, payload []byte) uint32 {
 // payload's offset in segment file.
 func (l *Log) applyRecord(file uint64, base int64, p []byte) error {
 	d := decoder{b: p}
-	var locs []loc
+	locs := l.locBuf[:0]
+	defer func() { l.locBuf = locs[:0] }()
 	for !d.done() {
 		kind := d.byte()
 		region := d.uvarint()
@@ -506,7 +508,12 @@ func (l *Log) writeLocked(b *Batch) (ticket uint64, rotated bool, err error) {
 		l.err = fmt.Errorf("raftlog: write %s: %w", seg.f.Name(), err)
 		return 0, false, l.err
 	}
-	b.apply(l, seg.id, seg.size)
+	if err := l.applyRecord(seg.id, seg.size+recHeader, buf[recHeader:]); err != nil {
+		// Only a bug in Batch gets here: the record is written, and a
+		// replay would fail on it too.
+		l.err = fmt.Errorf("raftlog: %w: the batch just written does not decode: %v", ErrCorrupt, err)
+		return 0, false, l.err
+	}
 	seg.size += int64(len(buf))
 	ticket = l.tickets.Add(1)
 	if seg.size >= seg.rotateAt {
@@ -633,7 +640,10 @@ func (l *Log) startSegment(id uint64, rewrite bool) error {
 		return fmt.Errorf("raftlog: start segment: %w", err)
 	}
 	if !cp.Empty() {
-		cp.apply(l, id, fileHeader)
+		if err := l.applyRecord(id, fileHeader+recHeader, cp.buf[recHeader:]); err != nil {
+			f.Close()
+			return fmt.Errorf("raftlog: %w: the carried-forward batch does not decode: %v", ErrCorrupt, err)
+		}
 	}
 	l.files[id] = f
 	l.active = segment{id: id, f: f, size: int64(len(buf)), rotateAt: int64(len(buf)) + l.opts.SegmentSize}
