@@ -219,7 +219,8 @@ func TestBootstrapRestart(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{"regionkv_store_regions 1", "regionkv_store_leaders 1", `regionkv_store_grpc_duration_seconds_count{code="OK",method="/regionkv.kvpb.Kv/RawPut"}`,
-		`regionkv_store_grpc_duration_seconds_count{code="OK",method="/regionkv.kvpb.Kv/RawDelete"} 1`} {
+		`regionkv_store_grpc_duration_seconds_count{code="OK",method="/regionkv.kvpb.Kv/RawDelete"} 1`,
+		"regionkv_store_raft_messages_received_total 0", "regionkv_store_raft_connections 0"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/regionkv/regionkv/kv/server"
 	"github.com/regionkv/regionkv/raftstore"
 )
 
@@ -149,12 +150,15 @@ func (m *metrics) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 var (
 	regionsDesc  = prometheus.NewDesc("regionkv_store_regions", "Regions with a peer on this store.", nil, nil)
 	leadersDesc  = prometheus.NewDesc("regionkv_store_leaders", "Regions this store leads.", nil, nil)
-	msgSentDesc  = prometheus.NewDesc("regionkv_store_raft_messages_sent_total", "Raft messages handed to a stream to another store.", nil, nil)
-	msgDropDesc  = prometheus.NewDesc("regionkv_store_raft_messages_dropped_total", "Raft messages dropped (queue full, store unreachable, stream broken).", nil, nil)
+	msgSentDesc  = prometheus.NewDesc("regionkv_store_raft_messages_sent_total", "Raft messages written to a raft connection to another store.", nil, nil)
+	msgDropDesc  = prometheus.NewDesc("regionkv_store_raft_messages_dropped_total", "Raft messages dropped (queue full, store unreachable, connection broken).", nil, nil)
 	batchesDesc  = prometheus.NewDesc("regionkv_store_raft_batches_sent_total", "Raft message batches sent.", nil, nil)
 	snapSentDesc = prometheus.NewDesc("regionkv_store_snapshots_sent_total", "Snapshots sent and acknowledged, and failed, by result.", []string{"result"}, nil)
 	snapByteDesc = prometheus.NewDesc("regionkv_store_snapshot_sent_bytes_total", "Data bytes of the snapshots sent.", nil, nil)
-	reconnDesc   = prometheus.NewDesc("regionkv_store_transport_reconnects_total", "Raft streams reopened after a failure.", nil, nil)
+	msgRecvDesc  = prometheus.NewDesc("regionkv_store_raft_messages_received_total", "Raft messages received from other stores and handed to the raftstore.", nil, nil)
+	rconnsDesc   = prometheus.NewDesc("regionkv_store_raft_connections", "Raft connections from other stores open now.", nil, nil)
+	rbadDesc     = prometheus.NewDesc("regionkv_store_raft_connections_refused_total", "Raft connections refused or ended for a bad hello, another store's id, or a bad frame.", nil, nil)
+	reconnDesc   = prometheus.NewDesc("regionkv_store_transport_reconnects_total", "Raft connections reopened after a failure.", nil, nil)
 
 	roundsDesc    = prometheus.NewDesc("regionkv_raftstore_rounds_total", "Raft worker rounds.", nil, nil)
 	readyDesc     = prometheus.NewDesc("regionkv_raftstore_ready_peers_total", "Peers with a Ready, summed over rounds.", nil, nil)
@@ -198,6 +202,13 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(snapSentDesc, prometheus.CounterValue, float64(st.SnapshotsFailed), "failed")
 	ch <- prometheus.MustNewConstMetric(snapByteDesc, prometheus.CounterValue, float64(st.SnapshotBytes))
 	ch <- prometheus.MustNewConstMetric(reconnDesc, prometheus.CounterValue, float64(st.Reconnects))
+	var rst server.RaftStats
+	if c.n.kv != nil { // nil while the metrics are registered, before serving
+		rst = c.n.kv.RaftStats()
+	}
+	ch <- prometheus.MustNewConstMetric(msgRecvDesc, prometheus.CounterValue, float64(rst.MessagesReceived))
+	ch <- prometheus.MustNewConstMetric(rconnsDesc, prometheus.GaugeValue, float64(rst.Connections))
+	ch <- prometheus.MustNewConstMetric(rbadDesc, prometheus.CounterValue, float64(rst.BadConnections))
 	rs := c.n.store.Stats()
 	ch <- prometheus.MustNewConstMetric(roundsDesc, prometheus.CounterValue, float64(rs.Rounds))
 	ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.CounterValue, float64(rs.ReadyPeers))

@@ -28,12 +28,14 @@ func (s *Server) ServeRaftConn(conn net.Conn) {
 	_ = conn.SetReadDeadline(time.Now().Add(raftHelloTimeout))
 	toStore, err := raftwire.ReadHelloStore(conn)
 	if err != nil {
+		s.raftBad.Add(1)
 		s.log.Debug("raft connection without a hello", "remote", conn.RemoteAddr(), "err", err)
 		conn.Close()
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	if toStore != s.store.StoreID() {
+		s.raftBad.Add(1)
 		s.log.Warn("raft connection for another store", "to_store", toStore, "remote", conn.RemoteAddr())
 		refuseRaftConn(conn, raftwire.StatusWrongStore)
 		return
@@ -58,6 +60,7 @@ func (s *Server) ServeRaftConn(conn net.Conn) {
 			switch {
 			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 			case errors.Is(err, raftwire.ErrBadFrame):
+				s.raftBad.Add(1)
 				s.log.Warn("raft connection sent a bad frame", "remote", conn.RemoteAddr(), "err", err)
 			default:
 				s.log.Debug("raft connection broke", "remote", conn.RemoteAddr(), "err", err)
@@ -100,4 +103,19 @@ func refuseRaftConn(conn net.Conn, status byte) {
 	_ = conn.SetWriteDeadline(time.Now().Add(raftStatusTimeout))
 	_, _ = conn.Write([]byte{status})
 	conn.Close()
+}
+
+// RaftStats counts the raft messages and connections this server received.
+type RaftStats struct {
+	MessagesReceived uint64 // raft messages handed to the store (connections and streams)
+	Connections      int    // raft connections open now
+	BadConnections   uint64 // refused or ended for a bad hello (or another store's) or a bad frame
+}
+
+// RaftStats returns the server's raft counters.
+func (s *Server) RaftStats() RaftStats {
+	s.raftMu.Lock()
+	conns := len(s.raftConns)
+	s.raftMu.Unlock()
+	return RaftStats{MessagesReceived: s.raftReceived.Load(), Connections: conns, BadConnections: s.raftBad.Load()}
 }

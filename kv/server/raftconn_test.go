@@ -103,6 +103,9 @@ func TestRaftConn(t *testing.T) {
 			t.Errorf("message %d = %v, want %v", i, got[i], want[i])
 		}
 	}
+	if st := srv.RaftStats(); st.MessagesReceived != 3 || st.Connections != 1 || st.BadConnections != 0 {
+		t.Errorf("RaftStats = %+v, want 3 received on 1 connection", st)
+	}
 	// The store closes a connection whose dialer closes it.
 	conn.(*net.TCPConn).CloseWrite()
 	if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
@@ -134,6 +137,10 @@ func TestRaftConn(t *testing.T) {
 			}
 		}
 	})
+
+	if st := srv.RaftStats(); st.BadConnections != 3 {
+		t.Errorf("RaftStats = %+v, want 3 bad connections (another store's id, two bad frames)", st)
+	}
 
 	t.Run("store stopped", func(t *testing.T) {
 		store.setStopped(true)

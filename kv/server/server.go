@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -89,6 +90,9 @@ type Server struct {
 	// which StopStreams closes.
 	raftMu    sync.Mutex
 	raftConns map[net.Conn]struct{}
+	// raftReceived counts raft messages handed to the store; raftBad the
+	// raft connections refused or ended for a bad hello or frame.
+	raftReceived, raftBad atomic.Uint64
 	// batchWork hands BatchCommands requests to idle workers (batch.go).
 	batchWork chan func()
 }

@@ -60,6 +60,7 @@ func (s *Server) deliverRaft(batch *raft_serverpb.RaftMessageBatch, remote net.A
 		}
 		err := s.store.OnRaftMessage(msg)
 		if err == nil {
+			s.raftReceived.Add(1)
 			continue
 		}
 		if errors.Is(err, raftstore.ErrStoreStopped) {
