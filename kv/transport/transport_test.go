@@ -391,18 +391,22 @@ func TestStalledStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stalled := make(chan net.Conn, 10)
+	var mu sync.Mutex
+	var stalled []net.Conn
 	mux := raftwire.NewMux(lis, func(conn net.Conn) {
 		if _, err := raftwire.ReadHelloStore(conn); err == nil {
 			conn.Write([]byte{raftwire.StatusOK})
 		}
-		stalled <- conn // and never read
+		mu.Lock()
+		stalled = append(stalled, conn) // and never read
+		mu.Unlock()
 	})
 	go mux.Serve()
 	t.Cleanup(func() {
 		mux.Close()
-		close(stalled)
-		for conn := range stalled {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, conn := range stalled {
 			conn.Close()
 		}
 	})
