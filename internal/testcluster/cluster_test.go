@@ -1,14 +1,18 @@
 package testcluster_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -182,6 +186,152 @@ func TestKillStore(t *testing.T) {
 	if err != nil || st.RegionCount != 1 || st.Regions[0].AppliedIndex < n {
 		t.Fatalf("%s status %+v, %v: want the region, applied past the %d writes", s4.Name, st, err, n)
 	}
+}
+
+// TestFrozenStore: the leader's store hangs (SIGSTOP) with its raft
+// connections open. The other two elect a leader and keep serving; when it
+// resumes, the messages it held and was sent are stale, and it must follow
+// the new leader, catch up, and serve every write.
+func TestFrozenStore(t *testing.T) {
+	ctx := integration(t)
+	c := testcluster.New(t, testcluster.Options{})
+	c.StartScheduler()
+	stores := []*testcluster.Store{c.StartStore(), c.StartStore(), c.StartStore()}
+	waitReplicas(t, ctx, c, nil, storeIDs(stores...), 30*time.Second)
+	const n = 40
+	for i := range n / 2 {
+		stores[i%3].MustPut(ctx, key(i), value(i))
+	}
+	_, leader, err := c.SchedulerClient().GetRegion(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim *testcluster.Store
+	var live []*testcluster.Store
+	for _, s := range stores {
+		if s.ID == leader.StoreId {
+			victim = s
+		} else {
+			live = append(live, s)
+		}
+	}
+	victim.Freeze()
+	t.Cleanup(victim.Thaw) // a stopped process would not hear the cleanup's SIGTERM
+	t.Logf("froze %s (store %d), the leader", victim.Name, victim.ID)
+	for i := n / 2; i < n; i++ {
+		live[i%2].MustPut(ctx, key(i), value(i))
+	}
+	time.Sleep(2 * time.Second) // the live stores keep sending to it meanwhile
+	victim.Thaw()
+
+	var applied uint64
+	waitFor(t, 30*time.Second, "the resumed store catching up", func() error {
+		st, err := live[0].Status(ctx)
+		if err != nil || len(st.Regions) != 1 {
+			return fmt.Errorf("%s status: %+v, %v", live[0].Name, st, err)
+		}
+		applied = st.Regions[0].AppliedIndex
+		vst, err := victim.Status(ctx)
+		if err != nil || len(vst.Regions) != 1 {
+			return fmt.Errorf("%s status: %+v, %v", victim.Name, vst, err)
+		}
+		// A deposed leader that had not followed the new one could not apply
+		// the entries it committed.
+		if r := vst.Regions[0]; r.AppliedIndex < applied {
+			return fmt.Errorf("%s: %s in term %d, applied %d of %d", victim.Name, r.RaftState, r.Term, r.AppliedIndex, applied)
+		}
+		return nil
+	})
+	for i := range n {
+		victim.MustGetEqual(ctx, key(i), value(i))
+	}
+}
+
+// TestFrozenFollower: a follower's store hangs (SIGSTOP) while the leader
+// streams it more than the sockets hold. The leader's store notices the
+// stalled connection (a write that waits too long), drops what it queued
+// for it, and keeps serving on the other quorum; once the follower resumes,
+// its store reconnects and the follower catches up.
+func TestFrozenFollower(t *testing.T) {
+	ctx := integration(t)
+	c := testcluster.New(t, testcluster.Options{})
+	c.StartScheduler()
+	stores := []*testcluster.Store{c.StartStore(), c.StartStore(), c.StartStore()}
+	waitReplicas(t, ctx, c, nil, storeIDs(stores...), 30*time.Second)
+	stores[0].MustPut(ctx, key(0), value(0))
+	_, leader, err := c.SchedulerClient().GetRegion(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lead, victim *testcluster.Store
+	for _, s := range stores {
+		switch {
+		case s.ID == leader.StoreId:
+			lead = s
+		case victim == nil:
+			victim = s
+		}
+	}
+	victim.Freeze()
+	t.Cleanup(victim.Thaw)
+	// 24 MiB, more than the loopback sockets' buffers hold.
+	big := bytes.Repeat([]byte("v"), 512<<10)
+	for i := 1; i <= 48; i++ {
+		lead.MustPut(ctx, key(i), big)
+	}
+	waitFor(t, 60*time.Second, "the leader's store giving up on the frozen one", func() error {
+		if n := metric(t, ctx, lead, "regionkv_store_raft_messages_dropped_total"); n == 0 {
+			return errors.New("no raft message dropped yet")
+		}
+		// The write timed out: the frozen store's kernel still accepted
+		// data, until its socket buffer was full.
+		if log := lead.Log(); !strings.Contains(log, "store unreachable") || !strings.Contains(log, "i/o timeout") {
+			return errors.New("the log tells of no write timeout to the frozen store")
+		}
+		return nil
+	})
+	victim.Thaw()
+	waitFor(t, 60*time.Second, "the resumed follower catching up", func() error {
+		st, err := lead.Status(ctx)
+		if err != nil || len(st.Regions) != 1 {
+			return fmt.Errorf("%s status: %+v, %v", lead.Name, st, err)
+		}
+		vst, err := victim.Status(ctx)
+		if err != nil || len(vst.Regions) != 1 {
+			return fmt.Errorf("%s status: %+v, %v", victim.Name, vst, err)
+		}
+		if got, want := vst.Regions[0].AppliedIndex, st.Regions[0].AppliedIndex; got < want {
+			return fmt.Errorf("%s applied %d of %d", victim.Name, got, want)
+		}
+		return nil
+	})
+	if n := metric(t, ctx, lead, "regionkv_store_transport_reconnects_total"); n == 0 {
+		t.Errorf("%s never reconnected to the resumed store", lead.Name)
+	}
+	victim.MustGetEqual(ctx, key(48), big)
+}
+
+// metric reads a counter or gauge without labels from a store's /metrics.
+func metric(t *testing.T, ctx context.Context, s *testcluster.Store, name string) float64 {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+s.StatusAddr+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", name, line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s has no metric %s", s.Name, name)
+	return 0
 }
 
 // TestSchedulerRestart (issue 5, test 3): kill -9 the scheduler and start

@@ -251,6 +251,21 @@ func (p *Process) Kill() { p.signal(syscall.SIGKILL, time.Minute) }
 // before killing it; it reports whether the shutdown was graceful.
 func (p *Process) Stop(timeout time.Duration) bool { return p.signal(syscall.SIGTERM, timeout) }
 
+// Freeze stops the process where it is (SIGSTOP), as a machine that hangs
+// does: its sockets stay open and nothing answers. Thaw resumes it.
+func (p *Process) Freeze() { p.send(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen process (SIGCONT).
+func (p *Process) Thaw() { p.send(syscall.SIGCONT) }
+
+func (p *Process) send(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running() {
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
 // Log returns the process's log so far.
 func (p *Process) Log() string {
 	b, _ := os.ReadFile(p.logPath)
