@@ -87,6 +87,29 @@ func waitReplicas(t *testing.T, ctx context.Context, c *testcluster.Cluster, key
 	return region
 }
 
+// byLeader returns the store of the first region's leader, as the
+// scheduler knows it, and the others.
+func byLeader(t *testing.T, ctx context.Context, c *testcluster.Cluster, stores []*testcluster.Store) (*testcluster.Store, []*testcluster.Store) {
+	t.Helper()
+	_, leader, err := c.SchedulerClient().GetRegion(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lead *testcluster.Store
+	var others []*testcluster.Store
+	for _, s := range stores {
+		if s.ID == leader.StoreId {
+			lead = s
+		} else {
+			others = append(others, s)
+		}
+	}
+	if lead == nil {
+		t.Fatalf("the leader's store %d is none of the stores", leader.StoreId)
+	}
+	return lead, others
+}
+
 func storeIDs(stores ...*testcluster.Store) []uint64 {
 	var ids []uint64
 	for _, s := range stores {
@@ -151,19 +174,7 @@ func TestKillStore(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, leader, err := c.SchedulerClient().GetRegion(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var victim *testcluster.Store
-	var live []*testcluster.Store
-	for _, s := range stores {
-		if s.ID == leader.StoreId {
-			victim = s
-		} else {
-			live = append(live, s)
-		}
-	}
+	victim, live := byLeader(t, ctx, c, stores)
 	victim.Kill()
 	t.Logf("killed %s (store %d), the leader", victim.Name, victim.ID)
 
@@ -202,19 +213,7 @@ func TestFrozenStore(t *testing.T) {
 	for i := range n / 2 {
 		stores[i%3].MustPut(ctx, key(i), value(i))
 	}
-	_, leader, err := c.SchedulerClient().GetRegion(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var victim *testcluster.Store
-	var live []*testcluster.Store
-	for _, s := range stores {
-		if s.ID == leader.StoreId {
-			victim = s
-		} else {
-			live = append(live, s)
-		}
-	}
+	victim, live := byLeader(t, ctx, c, stores)
 	victim.Freeze()
 	t.Cleanup(victim.Thaw) // a stopped process would not hear the cleanup's SIGTERM
 	t.Logf("froze %s (store %d), the leader", victim.Name, victim.ID)
@@ -259,19 +258,8 @@ func TestFrozenFollower(t *testing.T) {
 	stores := []*testcluster.Store{c.StartStore(), c.StartStore(), c.StartStore()}
 	waitReplicas(t, ctx, c, nil, storeIDs(stores...), 30*time.Second)
 	stores[0].MustPut(ctx, key(0), value(0))
-	_, leader, err := c.SchedulerClient().GetRegion(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lead, victim *testcluster.Store
-	for _, s := range stores {
-		switch {
-		case s.ID == leader.StoreId:
-			lead = s
-		case victim == nil:
-			victim = s
-		}
-	}
+	lead, followers := byLeader(t, ctx, c, stores)
+	victim := followers[0]
 	victim.Freeze()
 	t.Cleanup(victim.Thaw)
 	// 24 MiB, more than the loopback sockets' buffers hold.

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -92,17 +91,7 @@ func TestRaftConn(t *testing.T) {
 		&raft_serverpb.RaftMessageBatch{Msgs: []*raft_serverpb.RaftMessage{raftMsg(3, raftpb.MsgVote)}})
 	// The message of region 0 is rejected by the store and skipped.
 	want := []*raft_serverpb.RaftMessage{raftMsg(1, raftpb.MsgApp), raftMsg(2, raftpb.MsgHeartbeat), raftMsg(3, raftpb.MsgVote)}
-	got := waitRaftMessages(t, store, len(want))
-	if len(got) != len(want) {
-		t.Fatalf("store got %d messages, want %d", len(got), len(want))
-	}
-	for i := range want {
-		g, _ := got[i].Marshal()
-		w, _ := want[i].Marshal()
-		if !bytes.Equal(g, w) {
-			t.Errorf("message %d = %v, want %v", i, got[i], want[i])
-		}
-	}
+	checkRaftMessages(t, waitRaftMessages(t, store, len(want)), want)
 	if st := srv.RaftStats(); st.MessagesReceived != 3 || st.Connections != 1 || st.BadConnections != 0 {
 		t.Errorf("RaftStats = %+v, want 3 received on 1 connection", st)
 	}

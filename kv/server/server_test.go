@@ -790,17 +790,7 @@ func TestRaftStream(t *testing.T) {
 	}
 	// The message of region 0 is rejected by the store and skipped.
 	want := []*raft_serverpb.RaftMessage{raftMsg(1, raftpb.MsgApp), raftMsg(2, raftpb.MsgHeartbeat), raftMsg(3, raftpb.MsgVote)}
-	got := e.store.raftMessages()
-	if len(got) != len(want) {
-		t.Fatalf("store got %d messages, want %d", len(got), len(want))
-	}
-	for i := range want {
-		g, _ := got[i].Marshal()
-		w, _ := want[i].Marshal()
-		if !bytes.Equal(g, w) {
-			t.Errorf("message %d = %v, want %v", i, got[i], want[i])
-		}
-	}
+	checkRaftMessages(t, e.store.raftMessages(), want)
 
 	t.Run("store stopped", func(t *testing.T) {
 		e.store.setStopped(true)
@@ -842,6 +832,21 @@ func TestRaftStream(t *testing.T) {
 		// Client requests still work.
 		e.put(t, "", "k", "v")
 	})
+}
+
+// checkRaftMessages fails the test unless got equals want, in order.
+func checkRaftMessages(t *testing.T, got, want []*raft_serverpb.RaftMessage) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("store got %d messages, want %d", len(got), len(want))
+	}
+	for i := range want {
+		g, _ := got[i].Marshal()
+		w, _ := want[i].Marshal()
+		if !bytes.Equal(g, w) {
+			t.Errorf("message %d = %v, want %v", i, got[i], want[i])
+		}
+	}
 }
 
 func TestSnapshotStream(t *testing.T) {
