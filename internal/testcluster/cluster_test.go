@@ -87,6 +87,17 @@ func waitReplicas(t *testing.T, ctx context.Context, c *testcluster.Cluster, key
 	return region
 }
 
+// threeStores starts a scheduler and three stores, and waits until the
+// first region has a voter on each.
+func threeStores(t *testing.T, ctx context.Context) (*testcluster.Cluster, []*testcluster.Store) {
+	t.Helper()
+	c := testcluster.New(t, testcluster.Options{})
+	c.StartScheduler()
+	stores := []*testcluster.Store{c.StartStore(), c.StartStore(), c.StartStore()}
+	waitReplicas(t, ctx, c, nil, storeIDs(stores...), 30*time.Second)
+	return c, stores
+}
+
 // byLeader returns the store of the first region's leader, as the
 // scheduler knows it, and the others.
 func byLeader(t *testing.T, ctx context.Context, c *testcluster.Cluster, stores []*testcluster.Store) (*testcluster.Store, []*testcluster.Store) {
@@ -126,10 +137,7 @@ func value(i int) []byte { return fmt.Appendf(nil, "value-%d", i) }
 // a region context work through every store (followers forward them).
 func TestThreeStores(t *testing.T) {
 	ctx := integration(t)
-	c := testcluster.New(t, testcluster.Options{})
-	c.StartScheduler()
-	stores := []*testcluster.Store{c.StartStore(), c.StartStore(), c.StartStore()}
-	waitReplicas(t, ctx, c, nil, storeIDs(stores...), 30*time.Second)
+	_, stores := threeStores(t, ctx)
 
 	for i, s := range stores {
 		s.MustPut(ctx, key(i), value(i))
@@ -162,10 +170,7 @@ func TestThreeStores(t *testing.T) {
 // replaces its replica on a fourth store, and all the data is there.
 func TestKillStore(t *testing.T) {
 	ctx := integration(t)
-	c := testcluster.New(t, testcluster.Options{})
-	c.StartScheduler()
-	stores := []*testcluster.Store{c.StartStore(), c.StartStore(), c.StartStore()}
-	waitReplicas(t, ctx, c, nil, storeIDs(stores...), 30*time.Second)
+	c, stores := threeStores(t, ctx)
 	const n = 40
 	for i := range n / 2 {
 		stores[i%3].MustPut(ctx, key(i), value(i))
@@ -205,10 +210,7 @@ func TestKillStore(t *testing.T) {
 // the new leader, catch up, and serve every write.
 func TestFrozenStore(t *testing.T) {
 	ctx := integration(t)
-	c := testcluster.New(t, testcluster.Options{})
-	c.StartScheduler()
-	stores := []*testcluster.Store{c.StartStore(), c.StartStore(), c.StartStore()}
-	waitReplicas(t, ctx, c, nil, storeIDs(stores...), 30*time.Second)
+	c, stores := threeStores(t, ctx)
 	const n = 40
 	for i := range n / 2 {
 		stores[i%3].MustPut(ctx, key(i), value(i))
@@ -223,24 +225,9 @@ func TestFrozenStore(t *testing.T) {
 	time.Sleep(2 * time.Second) // the live stores keep sending to it meanwhile
 	victim.Thaw()
 
-	var applied uint64
-	waitFor(t, 30*time.Second, "the resumed store catching up", func() error {
-		st, err := live[0].Status(ctx)
-		if err != nil || len(st.Regions) != 1 {
-			return fmt.Errorf("%s status: %+v, %v", live[0].Name, st, err)
-		}
-		applied = st.Regions[0].AppliedIndex
-		vst, err := victim.Status(ctx)
-		if err != nil || len(vst.Regions) != 1 {
-			return fmt.Errorf("%s status: %+v, %v", victim.Name, vst, err)
-		}
-		// A deposed leader that had not followed the new one could not apply
-		// the entries it committed.
-		if r := vst.Regions[0]; r.AppliedIndex < applied {
-			return fmt.Errorf("%s: %s in term %d, applied %d of %d", victim.Name, r.RaftState, r.Term, r.AppliedIndex, applied)
-		}
-		return nil
-	})
+	// A deposed leader that had not followed the new one could not apply
+	// the entries it committed.
+	waitCaughtUp(t, ctx, victim, live[0])
 	for i := range n {
 		victim.MustGetEqual(ctx, key(i), value(i))
 	}
@@ -253,10 +240,7 @@ func TestFrozenStore(t *testing.T) {
 // its store reconnects and the follower catches up.
 func TestFrozenFollower(t *testing.T) {
 	ctx := integration(t)
-	c := testcluster.New(t, testcluster.Options{})
-	c.StartScheduler()
-	stores := []*testcluster.Store{c.StartStore(), c.StartStore(), c.StartStore()}
-	waitReplicas(t, ctx, c, nil, storeIDs(stores...), 30*time.Second)
+	c, stores := threeStores(t, ctx)
 	stores[0].MustPut(ctx, key(0), value(0))
 	lead, followers := byLeader(t, ctx, c, stores)
 	victim := followers[0]
@@ -279,24 +263,31 @@ func TestFrozenFollower(t *testing.T) {
 		return nil
 	})
 	victim.Thaw()
-	waitFor(t, 60*time.Second, "the resumed follower catching up", func() error {
-		st, err := lead.Status(ctx)
-		if err != nil || len(st.Regions) != 1 {
-			return fmt.Errorf("%s status: %+v, %v", lead.Name, st, err)
-		}
-		vst, err := victim.Status(ctx)
-		if err != nil || len(vst.Regions) != 1 {
-			return fmt.Errorf("%s status: %+v, %v", victim.Name, vst, err)
-		}
-		if got, want := vst.Regions[0].AppliedIndex, st.Regions[0].AppliedIndex; got < want {
-			return fmt.Errorf("%s applied %d of %d", victim.Name, got, want)
-		}
-		return nil
-	})
+	waitCaughtUp(t, ctx, victim, lead)
 	if n := metric(t, ctx, lead, "regionkv_store_transport_reconnects_total"); n == 0 {
 		t.Errorf("%s never reconnected to the resumed store", lead.Name)
 	}
 	victim.MustGetEqual(ctx, key(48), big)
+}
+
+// waitCaughtUp waits until s, holding the one region, has applied what ref
+// had.
+func waitCaughtUp(t *testing.T, ctx context.Context, s, ref *testcluster.Store) {
+	t.Helper()
+	waitFor(t, 60*time.Second, s.Name+" catching up with "+ref.Name, func() error {
+		rst, err := ref.Status(ctx)
+		if err != nil || len(rst.Regions) != 1 {
+			return fmt.Errorf("%s status: %+v, %v", ref.Name, rst, err)
+		}
+		st, err := s.Status(ctx)
+		if err != nil || len(st.Regions) != 1 {
+			return fmt.Errorf("%s status: %+v, %v", s.Name, st, err)
+		}
+		if r, want := st.Regions[0], rst.Regions[0].AppliedIndex; r.AppliedIndex < want {
+			return fmt.Errorf("%s: %s in term %d, applied %d of %d", s.Name, r.RaftState, r.Term, r.AppliedIndex, want)
+		}
+		return nil
+	})
 }
 
 // metric reads a counter or gauge without labels from a store's /metrics.
