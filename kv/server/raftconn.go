@@ -89,7 +89,7 @@ func (s *Server) trackRaftConn(conn net.Conn) bool {
 }
 
 // untrackRaftConn forgets conn. It returns false if StopStreams took it
-// first, and closes it.
+// first (StopStreams closes it then).
 func (s *Server) untrackRaftConn(conn net.Conn) bool {
 	s.raftMu.Lock()
 	defer s.raftMu.Unlock()
