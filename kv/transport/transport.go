@@ -339,7 +339,7 @@ func (d *dest) run() {
 			retry = t.opts.RetryMin
 			d.markUp()
 			err = d.serve(c)
-			c.Close()
+			c.close()
 		}
 		if t.ctx.Err() != nil {
 			return
@@ -374,6 +374,15 @@ type raftConn struct {
 	ended chan error
 	// buf holds the frames of one write.
 	buf []byte
+	// unwatch stops the closing of the connection when the transport
+	// closes, which ends a handshake or write under way at once.
+	unwatch func() bool
+}
+
+// close closes the connection.
+func (c *raftConn) close() {
+	c.unwatch()
+	c.Close()
 }
 
 // open resolves the store and opens a raft connection to it. gc is the
@@ -398,18 +407,18 @@ func (d *dest) open() (gc *grpc.ClientConn, _ *raftConn, _ error) {
 	if err != nil {
 		return gc, nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
+	rc := &raftConn{Conn: c, ended: make(chan error, 1), unwatch: context.AfterFunc(t.ctx, func() { c.Close() })}
 	// The hello and the store's answer, within the connect timeout.
 	_ = c.SetDeadline(time.Now().Add(t.pool.opts.ConnectTimeout))
 	if _, err := c.Write(raftwire.AppendHello(nil, d.storeID)); err != nil {
-		c.Close()
+		rc.close()
 		return gc, nil, fmt.Errorf("raft connection to %s: %w", addr, err)
 	}
 	if err := raftwire.ReadStatus(c); err != nil {
-		c.Close()
+		rc.close()
 		return gc, nil, fmt.Errorf("raft connection to %s: %w", addr, err)
 	}
 	_ = c.SetDeadline(time.Time{})
-	rc := &raftConn{Conn: c, ended: make(chan error, 1)}
 	// The store writes only when it closes the connection, so a read
 	// returns exactly then: that is how a break is noticed while nothing is
 	// sent. The read ends at the latest when run closes the connection.

@@ -387,6 +387,33 @@ func TestWrongStoreAtAddress(t *testing.T) {
 // TestStalledStore: a store that accepts the connection but reads nothing
 // is reported unreachable once a write has waited WriteTimeout.
 func TestStalledStore(t *testing.T) {
+	var r resolver
+	r.set(2, startStalledServer(t))
+	tr := newTransport(t, &r, Options{WriteTimeout: 200 * time.Millisecond})
+	// The socket buffers take some megabytes; then a write blocks.
+	deadline := time.Now().Add(20 * time.Second)
+	for i := uint64(0); ; i++ {
+		err := tr.Send(big(i))
+		tr.Flush()
+		if errors.Is(err, ErrUnreachable) {
+			break
+		}
+		if err != nil && !errors.Is(err, ErrQueueFull) {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a store that reads nothing was not reported unreachable; last error %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := tr.Stats(); st.MessagesDropped == 0 {
+		t.Errorf("stats %+v: the messages lost with the connection were not counted", st)
+	}
+}
+
+// startStalledServer starts a store that accepts raft connections and then
+// reads nothing, and returns its address.
+func startStalledServer(t *testing.T) string {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -410,32 +437,43 @@ func TestStalledStore(t *testing.T) {
 			conn.Close()
 		}
 	})
+	return lis.Addr().String()
+}
+
+// big is a raft message to store 2 with a 1 MiB entry.
+func big(i uint64) *rspb.RaftMessage {
+	m := raftMsg(2, i)
+	m.Message.Entries = []raftpb.Entry{{Index: i + 1, Term: 1, Data: make([]byte, 1<<20)}}
+	return m
+}
+
+// TestCloseDuringStalledWrite: Close ends a write that a stalled store
+// blocks, rather than waiting for WriteTimeout.
+func TestCloseDuringStalledWrite(t *testing.T) {
 	var r resolver
-	r.set(2, lis.Addr().String())
-	tr := newTransport(t, &r, Options{WriteTimeout: 200 * time.Millisecond})
-	big := func(i uint64) *rspb.RaftMessage {
-		m := raftMsg(2, i)
-		m.Message.Entries = []raftpb.Entry{{Index: i + 1, Term: 1, Data: make([]byte, 1<<20)}}
-		return m
-	}
-	// The socket buffers take some megabytes; then a write blocks.
-	deadline := time.Now().Add(20 * time.Second)
-	for i := uint64(0); ; i++ {
-		err := tr.Send(big(i))
-		tr.Flush()
-		if errors.Is(err, ErrUnreachable) {
-			break
-		}
-		if err != nil && !errors.Is(err, ErrQueueFull) {
+	r.set(2, startStalledServer(t))
+	pool := NewPool(&r, PoolOptions{Logger: testLogger(t)})
+	defer pool.Close()
+	tr := New(pool, Options{Logger: testLogger(t), WriteTimeout: time.Hour, QueueSize: 100})
+	// More than the loopback sockets hold: the write blocks.
+	for i := range uint64(40) {
+		if err := tr.Send(big(i)); err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a store that reads nothing was not reported unreachable; last error %v", err)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	if st := tr.Stats(); st.MessagesDropped == 0 {
-		t.Errorf("stats %+v: the messages lost with the connection were not counted", st)
+	tr.Flush()
+	time.Sleep(500 * time.Millisecond)
+	closed := make(chan struct{})
+	go func() {
+		tr.Close()
+		close(closed)
+	}()
+	// Without Close ending it, the write would fail on its own only after
+	// the TCP user timeout (13 s) or WriteTimeout.
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waits for a write the stalled store blocks")
 	}
 }
 
