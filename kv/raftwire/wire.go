@@ -102,7 +102,8 @@ func AppendFrame(b []byte, batch *rspb.RaftMessageBatch) ([]byte, error) {
 	b = binary.BigEndian.AppendUint32(b, uint32(size))
 	n := len(b)
 	b = slices.Grow(b, size)[:n+size]
-	if _, err := batch.MarshalTo(b[n:]); err != nil {
+	// The size is known: MarshalTo would compute it again.
+	if _, err := batch.MarshalToSizedBuffer(b[n:]); err != nil {
 		return b[:n-4], err
 	}
 	return b, nil
