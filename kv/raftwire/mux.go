@@ -26,13 +26,12 @@ type Mux struct {
 	mu      sync.Mutex
 	pending map[net.Conn]struct{}
 	closed  bool
-	done    chan struct{}
 }
 
 // NewMux returns a Mux over lis that hands raft connections, their Magic
 // read, to raft, each on a goroutine of its own. Call Serve to start.
 func NewMux(lis net.Listener, raft func(net.Conn)) *Mux {
-	m := &Mux{lis: lis, raft: raft, pending: make(map[net.Conn]struct{}), done: make(chan struct{})}
+	m := &Mux{lis: lis, raft: raft, pending: make(map[net.Conn]struct{})}
 	m.grpc = &muxListener{addr: lis.Addr(), conns: make(chan net.Conn), closed: make(chan struct{})}
 	return m
 }
@@ -47,10 +46,8 @@ func (m *Mux) Serve() error {
 	for {
 		conn, err := m.lis.Accept()
 		if err != nil {
-			select {
-			case <-m.done:
+			if m.isClosed() {
 				return nil
-			default:
 			}
 			if errors.Is(err, net.ErrClosed) {
 				return err
@@ -68,6 +65,12 @@ func (m *Mux) Serve() error {
 		}
 		go m.classify(conn)
 	}
+}
+
+func (m *Mux) isClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed
 }
 
 // track records conn as pending; false if the Mux is closed.
@@ -114,7 +117,6 @@ func (m *Mux) Close() error {
 		return nil
 	}
 	m.closed = true
-	close(m.done)
 	pending := m.pending
 	m.pending = nil
 	m.mu.Unlock()
