@@ -368,7 +368,7 @@ func (d *dest) run() {
 
 // raftConn is one open raft connection.
 type raftConn struct {
-	net.Conn
+	conn net.Conn
 	// ended receives why the connection ended, once the reading side sees
 	// it end (the store closed it, or it broke).
 	ended chan error
@@ -382,7 +382,7 @@ type raftConn struct {
 // close closes the connection.
 func (c *raftConn) close() {
 	c.unwatch()
-	c.Close()
+	c.conn.Close()
 }
 
 // open resolves the store and opens a raft connection to it. gc is the
@@ -407,7 +407,7 @@ func (d *dest) open() (gc *grpc.ClientConn, _ *raftConn, _ error) {
 	if err != nil {
 		return gc, nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	rc := &raftConn{Conn: c, ended: make(chan error, 1), unwatch: context.AfterFunc(t.ctx, func() { c.Close() })}
+	rc := &raftConn{conn: c, ended: make(chan error, 1), unwatch: context.AfterFunc(t.ctx, func() { c.Close() })}
 	// The hello and the store's answer, within the connect timeout.
 	_ = c.SetDeadline(time.Now().Add(t.pool.opts.ConnectTimeout))
 	if _, err := c.Write(raftwire.AppendHello(nil, d.storeID)); err != nil {
@@ -456,8 +456,8 @@ func (d *dest) serve(c *raftConn) error {
 			batches++
 		}
 		if batches > 0 {
-			_ = c.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout))
-			if _, err := c.Write(c.buf); err != nil {
+			_ = c.conn.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout))
+			if _, err := c.conn.Write(c.buf); err != nil {
 				t.dropped.Add(uint64(msgs))
 				return c.finalError(err)
 			}
