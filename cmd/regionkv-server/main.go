@@ -24,7 +24,9 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/regionkv/regionkv/internal/hugepage"
 	"github.com/regionkv/regionkv/kv/config"
 	"github.com/regionkv/regionkv/kv/node"
 )
@@ -47,6 +49,7 @@ var usages = map[string]string{
 	"store-heartbeat-interval": "how often the store reports its statistics (default 10s)",
 	"raft-workers":             "raft worker goroutines (default: one per 4 CPUs, 1 to 8)",
 	"disable-lease-read":       "answer every read through a ReadIndex round, never from the leader's lease",
+	"disable-huge-pages":       "do not advise the heap to use transparent huge pages (advised when the kernel's THP mode is madvise)",
 	"memtable-size":            "memtable size of the kv Badger DB (default 128MiB)",
 	"block-cache-size":         "block cache of the kv DB (default 256MiB)",
 }
@@ -123,6 +126,10 @@ func run(args []string) int {
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return 1
+	}
+	if !cfg.DisableHugePages {
+		// After Start: the kv memtable's arena is mapped by now.
+		hugepage.Keep(ctx, time.Second, logger)
 	}
 	code := 0
 	select {

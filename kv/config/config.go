@@ -67,6 +67,9 @@ type Config struct {
 	// DisableLeaseRead makes every read take a ReadIndex round instead of
 	// being answered from the leader's lease.
 	DisableLeaseRead bool `toml:"disable-lease-read"`
+	// DisableHugePages stops the process from advising its heap to use
+	// transparent huge pages (internal/hugepage).
+	DisableHugePages bool `toml:"disable-huge-pages"`
 
 	// MemTableSize and BlockCacheSize size the kv Badger DB (0: the engine's
 	// defaults, 128 MiB and 256 MiB).
