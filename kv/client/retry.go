@@ -68,8 +68,11 @@ func (c *Client) run(ctx context.Context, req *request) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	ctx, cancel := withDefaultTimeout(ctx, c.opts.Timeout)
-	defer cancel()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
+		defer cancel()
+	}
 	start := time.Now()
 	bo := backoff{base: c.opts.BackoffBase, max: c.opts.BackoffMax}
 	var (
@@ -139,8 +142,15 @@ func (c *Client) attempt(ctx context.Context, req *request, loc location, bo *ba
 		return bo.next(), err
 	}
 	rctx := &kvrpcpb.Context{RegionId: loc.region.Id, RegionEpoch: loc.region.RegionEpoch, Peer: loc.peer}
-	actx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
-	attemptDeadline, _ := actx.Deadline()
+	// The attempt gets a deadline of its own only if the caller's is
+	// further away: a context costs a timer and allocations per request.
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	attemptDeadline := time.Now().Add(c.opts.AttemptTimeout)
+	if d, ok := ctx.Deadline(); ok && !d.After(attemptDeadline) {
+		attemptDeadline = d
+	} else {
+		actx, cancel = context.WithDeadline(ctx, attemptDeadline)
+	}
 	regionErr, msg, err := req.send(actx, kv, rctx, loc)
 	cancel()
 	switch {
