@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench-compare: regionkv against etcd 3.6 on this machine, on loopback, one
-# system after the other, and one table of ratios.
+# system after the other (twice, see below), and one table of ratios.
 #
 # 1. Builds etcd (server v3.6.16) and etcd's benchmark tool (v3.6.8) into
 #    $BENCH_TOOLS_DIR if they are missing (from throwaway wrapper modules in
@@ -20,6 +20,14 @@
 # the raw outputs and results.json / results.md go to $BENCH_DIR (default
 # data/bench-compare); each system's data is wiped before its run. The exit
 # code is 0 if every run completed, whether or not the targets were met.
+#
+# The VM's speed drifts by tens of percent within minutes, and one system
+# runs after the other, so one pass of each can favour either. By default
+# ($BENCH_PASSES=2) each system runs twice, in the order etcd, regionkv,
+# regionkv, etcd, on fresh data each time, and the table gives the mean of
+# the two passes (a drift that is steady over the run cancels out); the
+# notes list every pass. BENCH_PASSES=1 is the quick single pass. Later etcd
+# passes reuse the first pass's --total.
 set -euo pipefail
 
 bin=${BIN:-bin}
@@ -50,6 +58,8 @@ rate_put=${BENCH_RATE_PUT:-6000}
 rate_single=${BENCH_RATE_SINGLE:-600}
 rate_get=${BENCH_RATE_GET:-17000}
 calibrate_secs=${BENCH_CALIBRATE_SECS:-2}
+passes=${BENCH_PASSES:-2}
+[[ $passes =~ ^[1-9][0-9]*$ ]] || { echo "bench-compare: BENCH_PASSES must be a positive number" >&2; exit 2; }
 # Targets: regionkv/etcd throughput, and for one client regionkv's mean
 # latency at most this many times etcd's (the targets of issue 7).
 target_put=${TARGET_PUT:-1.5}
@@ -254,92 +264,75 @@ etcd_run() {
 		total=$(awk -v r="$rate" -v d="$dur_s" 'BEGIN {n = int(r * d); print (n < 1 ? 1 : n)}')
 	fi
 	log "etcd $name: --total $total"
+	run_total=$total
 	etcd_bench "$name" "$total" "$@"
 	stats=$(etcd_stats "$raw/etcd-$name.txt")
 	log "etcd $name: $(echo "$stats" | awk '{printf "%.0f ops/s, p50 %.2f ms, p99 %.2f ms", $1, $3, $4}')"
 }
 
-etcd_dir=$dir/etcd
-rm -rf "$etcd_dir"
-mkdir -p "$etcd_dir"
-cluster=""
-for i in 1 2 3; do
-	cluster+="${cluster:+,}e$i=http://127.0.0.1:$((base + 10 + i))"
-done
-log "etcd $ver_etcd: 3 members on 127.0.0.1:$((base + 1))-$((base + 3)), data in $etcd_dir"
-for i in 1 2 3; do
-	c=http://127.0.0.1:$((base + i))
-	p=http://127.0.0.1:$((base + 10 + i))
-	start "etcd e$i" "$etcd_dir/e$i.log" "$etcd_bin" --name "e$i" --data-dir "$etcd_dir/e$i" \
-		--listen-client-urls "$c" --advertise-client-urls "$c" \
-		--listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
-		--initial-cluster "$cluster" --initial-cluster-state new \
-		--log-level error --quota-backend-bytes 8589934592
-done
-etcd_leader=""
-for _ in $(seq 120); do
-	check_alive
-	healthy=0
+# etcd_pass: one pass over etcd (a fresh 3-member cluster, its three
+# runs, stopped); the figures are appended to all_e_put, all_e_single and
+# all_e_get.
+etcd_pass() {
+	etcd_dir=$dir/etcd
+	rm -rf "$etcd_dir"
+	mkdir -p "$etcd_dir"
+	cluster=""
 	for i in 1 2 3; do
-		if curl -s --max-time 2 "http://127.0.0.1:$((base + i))/health" | grep '"health":"true"' >/dev/null; then
-			healthy=$((healthy + 1))
-		fi
+		cluster+="${cluster:+,}e$i=http://127.0.0.1:$((base + 10 + i))"
 	done
-	if ((healthy == 3)); then
+	log "etcd $ver_etcd: 3 members on 127.0.0.1:$((base + 1))-$((base + 3)), data in $etcd_dir"
+	for i in 1 2 3; do
+		c=http://127.0.0.1:$((base + i))
+		p=http://127.0.0.1:$((base + 10 + i))
+		start "etcd e$i" "$etcd_dir/e$i.log" "$etcd_bin" --name "e$i" --data-dir "$etcd_dir/e$i" \
+			--listen-client-urls "$c" --advertise-client-urls "$c" \
+			--listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
+			--initial-cluster "$cluster" --initial-cluster-state new \
+			--log-level error --quota-backend-bytes 8589934592
+	done
+	etcd_leader=""
+	for _ in $(seq 120); do
+		check_alive
+		healthy=0
 		for i in 1 2 3; do
-			if curl -s --max-time 2 "http://127.0.0.1:$((base + i))/metrics" | grep '^etcd_server_is_leader 1' >/dev/null; then
-				etcd_leader=127.0.0.1:$((base + i))
+			if curl -s --max-time 2 "http://127.0.0.1:$((base + i))/health" | grep '"health":"true"' >/dev/null; then
+				healthy=$((healthy + 1))
 			fi
 		done
-		[[ -n $etcd_leader ]] && break
-	fi
-	sleep 0.5
-done
-[[ -n $etcd_leader ]] || die "the etcd cluster did not become healthy in 60s (logs in $etcd_dir)"
-log "etcd is healthy; the leader is $etcd_leader"
+		if ((healthy == 3)); then
+			for i in 1 2 3; do
+				if curl -s --max-time 2 "http://127.0.0.1:$((base + i))/metrics" | grep '^etcd_server_is_leader 1' >/dev/null; then
+					etcd_leader=127.0.0.1:$((base + i))
+				fi
+			done
+			[[ -n $etcd_leader ]] && break
+		fi
+		sleep 0.5
+	done
+	[[ -n $etcd_leader ]] || die "the etcd cluster did not become healthy in 60s (logs in $etcd_dir)"
+	log "etcd is healthy; the leader is $etcd_leader"
 
-put_args=(put --key-size "$key_size" --val-size "$value_size" --key-space-size "$keys")
-etcd_run put64 "$rate_put" "$total_put" --clients "$clients" "${put_args[@]}"
-e_put=$stats
-etcd_run put1 "$rate_single" "$total_single" --clients 1 "${put_args[@]}"
-e_single=$stats
-# The key the reads get, written through etcd's JSON gateway (the benchmark's
-# own put writes binary keys).
-get_key=$(key 0)
-b64() { printf '%s' "$1" | base64 | tr -d '\n'; }
-value=$(printf '%*s' "$value_size" '' | tr ' ' v)
-curl -sf --max-time 10 -X POST "http://$etcd_leader/v3/kv/put" \
-	-d "{\"key\":\"$(b64 "$get_key")\",\"value\":\"$(b64 "$value")\"}" >"$raw/etcd-get-key-put.json" ||
-	die "could not put $get_key into etcd"
-etcd_run get64 "$rate_get" "$total_get" --clients "$clients" range "$get_key" --consistency l
-e_get=$stats
-log "stopping etcd..."
-stop_all
+	put_args=(put --key-size "$key_size" --val-size "$value_size" --key-space-size "$keys")
+	etcd_run "put64$sfx" "$rate_put" "$total_put" --clients "$clients" "${put_args[@]}"
+	all_e_put+=("$stats") total_put=$run_total
+	etcd_run "put1$sfx" "$rate_single" "$total_single" --clients 1 "${put_args[@]}"
+	all_e_single+=("$stats") total_single=$run_total
+	# The key the reads get, written through etcd's JSON gateway (the benchmark's
+	# own put writes binary keys).
+	get_key=$(key 0)
+	b64() { printf '%s' "$1" | base64 | tr -d '\n'; }
+	value=$(printf '%*s' "$value_size" '' | tr ' ' v)
+	curl -sf --max-time 10 -X POST "http://$etcd_leader/v3/kv/put" \
+		-d "{\"key\":\"$(b64 "$get_key")\",\"value\":\"$(b64 "$value")\"}" >"$raw/etcd-get-key-put$sfx.json" ||
+		die "could not put $get_key into etcd"
+	etcd_run "get64$sfx" "$rate_get" "$total_get" --clients "$clients" range "$get_key" --consistency l
+	all_e_get+=("$stats") total_get=$run_total
+	log "stopping etcd..."
+	stop_all
+}
 
 # --- regionkv ----------------------------------------------------------------
-
-rkv_dir=$dir/regionkv
-rm -rf "$rkv_dir"
-mkdir -p "$rkv_dir"
-sched=127.0.0.1:$((base + 21))
-ctl=("$bin/regionkv-ctl" --scheduler "$sched")
-log "regionkv ($ver_regionkv, $ver_git): a scheduler on $sched and 3 stores on 127.0.0.1:$((base + 31))-$((base + 33)), data in $rkv_dir"
-start scheduler "$rkv_dir/scheduler.log" "$bin/regionkv-scheduler" --data-dir "$rkv_dir/scheduler" \
-	--addr "$sched" --status-addr "127.0.0.1:$((base + 22))" \
-	--etcd-client-url "http://127.0.0.1:$((base + 23))" --etcd-peer-url "http://127.0.0.1:$((base + 24))"
-for i in 1 2 3; do
-	# Region heartbeats every second (as in the playground), so that the
-	# scheduler sees the splits quickly.
-	start "store$i" "$rkv_dir/store$i.log" "$bin/regionkv-server" --data-dir "$rkv_dir/store$i" \
-		--addr "127.0.0.1:$((base + 30 + i))" --status-addr "127.0.0.1:$((base + 40 + i))" \
-		--scheduler "$sched" --region-heartbeat-ticks 10
-done
-if ! "${ctl[@]}" health --wait --timeout 60s >"$raw/regionkv-health.txt" 2>&1; then
-	cat "$raw/regionkv-health.txt" >&2
-	check_alive
-	die "the regionkv cluster did not become ready in 60s (logs in $rkv_dir)"
-fi
-log "regionkv is ready"
 
 # json_get file block key: a number from regionkv-bench --json output; block
 # is "" (top level), "errors" or "all" (latency of all operations).
@@ -380,23 +373,86 @@ rkv_run() {
 }
 rkv_errors=()
 
-rkv_run put64-1region --workload put --keys "$keys"
-r_put=$stats
-rkv_run put1 --workload put --keys "$keys" --clients 1
-r_single=$stats
-rkv_run get64 --workload get --keys "$get_keys" --preload
-r_get=$stats
+# rkv_pass: one pass over regionkv (a fresh scheduler and 3 stores, its
+# runs, stopped); the figures are appended to all_r_put, all_r_single,
+# all_r_get and all_r_split.
+rkv_pass() {
+	rkv_dir=$dir/regionkv
+	rm -rf "$rkv_dir"
+	mkdir -p "$rkv_dir"
+	sched=127.0.0.1:$((base + 21))
+	ctl=("$bin/regionkv-ctl" --scheduler "$sched")
+	log "regionkv ($ver_regionkv, $ver_git): a scheduler on $sched and 3 stores on 127.0.0.1:$((base + 31))-$((base + 33)), data in $rkv_dir"
+	start scheduler "$rkv_dir/scheduler.log" "$bin/regionkv-scheduler" --data-dir "$rkv_dir/scheduler" \
+		--addr "$sched" --status-addr "127.0.0.1:$((base + 22))" \
+		--etcd-client-url "http://127.0.0.1:$((base + 23))" --etcd-peer-url "http://127.0.0.1:$((base + 24))"
+	for i in 1 2 3; do
+		# Region heartbeats every second (as in the playground), so that the
+		# scheduler sees the splits quickly.
+		start "store$i" "$rkv_dir/store$i.log" "$bin/regionkv-server" --data-dir "$rkv_dir/store$i" \
+			--addr "127.0.0.1:$((base + 30 + i))" --status-addr "127.0.0.1:$((base + 40 + i))" \
+			--scheduler "$sched" --region-heartbeat-ticks 10
+	done
+	if ! "${ctl[@]}" health --wait --timeout 60s >"$raw/regionkv-health$sfx.txt" 2>&1; then
+		cat "$raw/regionkv-health$sfx.txt" >&2
+		check_alive
+		die "the regionkv cluster did not become ready in 60s (logs in $rkv_dir)"
+	fi
+	log "regionkv is ready"
 
-# Split the one region into $regions at keys i*KEYS/regions: each split
-# splits the region that holds its key, at that key.
-log "splitting into $regions regions..."
-BIN=$bin "$(dirname "$0")/split-regions.sh" "$sched" "$regions" "$keys" "$key_size" >"$raw/regionkv-regions.txt" ||
-	die "splitting into $regions regions failed"
-log "$regions regions, each with a leader (leaders per store: $(awk 'NR > 1 {split($6, a, "@"); n[a[2]]++} END {for (s in n) printf "%s%s:%d", (c++ ? " " : ""), s, n[s]}' "$raw/regionkv-regions.txt"))"
-rkv_run "put64-${regions}regions" --workload put --keys "$keys"
-r_split=$stats
-log "stopping regionkv..."
-stop_all
+	rkv_run "put64-1region$sfx" --workload put --keys "$keys"
+	all_r_put+=("$stats")
+	rkv_run "put1$sfx" --workload put --keys "$keys" --clients 1
+	all_r_single+=("$stats")
+	rkv_run "get64$sfx" --workload get --keys "$get_keys" --preload
+	all_r_get+=("$stats")
+
+	# Split the one region into $regions at keys i*KEYS/regions: each split
+	# splits the region that holds its key, at that key.
+	log "splitting into $regions regions..."
+	BIN=$bin "$(dirname "$0")/split-regions.sh" "$sched" "$regions" "$keys" "$key_size" >"$raw/regionkv-regions$sfx.txt" ||
+		die "splitting into $regions regions failed"
+	log "$regions regions, each with a leader (leaders per store: $(awk 'NR > 1 {split($6, a, "@"); n[a[2]]++} END {for (s in n) printf "%s%s:%d", (c++ ? " " : ""), s, n[s]}' "$raw/regionkv-regions$sfx.txt"))"
+	rkv_run "put64-${regions}regions$sfx" --workload put --keys "$keys"
+	all_r_split+=("$stats")
+	log "stopping regionkv..."
+	stop_all
+}
+
+# --- Passes ------------------------------------------------------------------
+
+all_e_put=() all_e_single=() all_e_get=() all_r_put=() all_r_single=() all_r_get=() all_r_split=()
+order=()
+for ((pass = 1; pass <= passes; pass++)); do
+	# Raw outputs of a pass after the first are suffixed -pN.
+	sfx=""
+	((pass > 1)) && sfx=-p$pass
+	if ((pass % 2 == 1)); then
+		log "pass $pass of $passes: etcd, then regionkv"
+		etcd_pass
+		rkv_pass
+		order+=(etcd regionkv)
+	else
+		log "pass $pass of $passes: regionkv, then etcd"
+		rkv_pass
+		etcd_pass
+		order+=(regionkv etcd)
+	fi
+done
+
+# mean_stats stats...: the column means of "ops mean p50 p99" lines.
+mean_stats() {
+	printf '%s\n' "$@" | awk '{for (i = 1; i <= 4; i++) s[i] += $i; n++}
+		END {printf "%.1f %.3f %.3f %.3f\n", s[1] / n, s[2] / n, s[3] / n, s[4] / n}'
+}
+# each_ops stats...: the ops/s of each pass, "a / b / ...".
+each_ops() {
+	printf '%s\n' "$@" | awk '{printf "%s%.0f", (NR > 1 ? " / " : ""), $1}'
+}
+passes_note="passes (${order[*]}): etcd put $(each_ops "${all_e_put[@]}"), get $(each_ops "${all_e_get[@]}"), 1 client $(each_ops "${all_e_single[@]}") ops/s; regionkv put $(each_ops "${all_r_put[@]}"), $regions regions $(each_ops "${all_r_split[@]}"), get $(each_ops "${all_r_get[@]}"), 1 client $(each_ops "${all_r_single[@]}") ops/s."
+e_put=$(mean_stats "${all_e_put[@]}") e_single=$(mean_stats "${all_e_single[@]}") e_get=$(mean_stats "${all_e_get[@]}")
+r_put=$(mean_stats "${all_r_put[@]}") r_single=$(mean_stats "${all_r_single[@]}") r_get=$(mean_stats "${all_r_get[@]}")
+r_split=$(mean_stats "${all_r_split[@]}")
 
 # --- Report ------------------------------------------------------------------
 
@@ -436,6 +492,7 @@ notes=(
 	"etcd: 3 members, the benchmark (--conns $etcd_conns) against the leader only; gets are of one key, --consistency l."
 	"regionkv: 3 stores, the bench with --conns $rkv_conns per store; runs of $duration after a $warmup warm-up; gets on 1 region over $get_keys keys (preloaded, GET_KEYS), puts over $keys keys."
 	"keys $key_size B, values $value_size B; both systems' data in $dir."
+	"$passes_note"
 )
 [[ ${#rkv_errors[@]} -gt 0 ]] && notes+=("regionkv-bench errors: ${rkv_errors[*]}.")
 machine="$machine_cpus CPUs, ${machine_model:-unknown CPU}, $machine_mem, $machine_kernel, $machine_fs"
@@ -492,7 +549,7 @@ jrow() { # name etcd-stats regionkv-stats row
 	echo "  \"time\": $(js "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),"
 	echo "  \"machine\": {\"cpus\": $machine_cpus, \"model\": $(js "$machine_model"), \"memory\": $(js "$machine_mem"), \"kernel\": $(js "$machine_kernel"), \"filesystem\": $(js "$machine_fs")},"
 	echo "  \"versions\": {\"etcd\": $(js "$ver_etcd"), \"etcd_benchmark\": $(js "$etcd_bench_module $etcd_bench_version"), \"regionkv\": $(js "$ver_git $ver_regionkv"), \"go\": $(js "$ver_go")},"
-	echo "  \"settings\": {\"clients\": $clients, \"duration\": $(js "$duration"), \"warmup\": $(js "$warmup"), \"key_size\": $key_size, \"value_size\": $value_size, \"keys\": $keys, \"get_keys\": $get_keys, \"regions\": $regions, \"etcd_conns\": $etcd_conns, \"rkv_conns\": $rkv_conns},"
+	echo "  \"settings\": {\"clients\": $clients, \"duration\": $(js "$duration"), \"warmup\": $(js "$warmup"), \"key_size\": $key_size, \"value_size\": $value_size, \"keys\": $keys, \"get_keys\": $get_keys, \"regions\": $regions, \"etcd_conns\": $etcd_conns, \"rkv_conns\": $rkv_conns, \"passes\": $passes, \"order\": $(js "${order[*]}")},"
 	echo "  \"ratio\": \"regionkv/etcd ops/s; for put1, etcd/regionkv mean latency\","
 	echo "  \"results\": ["
 	jrow "put${clients}-1region" "$e_put" "$r_put" "${rows[0]}"
