@@ -81,15 +81,12 @@ func (a *advisor) advise() error {
 		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_HUGEPAGE); errno != 0 {
 			return fmt.Errorf("madvise(%#x, %d, MADV_HUGEPAGE): %w", r[0], r[1]-r[0], errno)
 		}
-		// The advice holds for pages faulted in from now on; what the heap
+		// The advice holds for pages faulted in from now on. Pages the heap
 		// touched before it (the runtime zeroes a span as it hands it out)
-		// is collapsed into huge pages now, in the parts not advised before
-		// (collapsing copies pages: it is done once). Best effort: Linux
-		// before 6.1 lacks MADV_COLLAPSE, and it fails for ranges it cannot
-		// collapse.
-		for _, n := range newParts(r, a.advised) {
-			unix.Syscall(unix.SYS_MADVISE, n[0], n[1]-n[0], unix.MADV_COLLAPSE)
-		}
+		// are left to khugepaged, which collapses them in the background.
+		// Not MADV_COLLAPSE here: it copies them at once and stalled the
+		// store's requests (a put took 240 ms while it collapsed a new part
+		// of the heap).
 	}
 	a.advised = ranges
 	return nil
@@ -122,26 +119,6 @@ func heapRanges(vmas []vma, addr uintptr) [][2]uintptr {
 		}
 	}
 	return ranges
-}
-
-// newParts returns the parts of r outside every range of old, which is
-// sorted and without overlaps.
-func newParts(r [2]uintptr, old [][2]uintptr) [][2]uintptr {
-	var parts [][2]uintptr
-	at := r[0]
-	for _, o := range old {
-		if o[1] <= at || o[0] >= r[1] {
-			continue
-		}
-		if o[0] > at {
-			parts = append(parts, [2]uintptr{at, o[0]})
-		}
-		at = o[1]
-		if at >= r[1] {
-			return parts
-		}
-	}
-	return append(parts, [2]uintptr{at, r[1]})
 }
 
 // parseMaps parses /proc/self/maps: "start-end perms offset dev inode

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,29 +92,6 @@ func TestHeapRanges(t *testing.T) {
 		if got := heapRanges(vmas, addr); got != nil {
 			t.Errorf("heapRanges(%#x) = %#x, want nil", addr, got)
 		}
-	}
-}
-
-func TestNewParts(t *testing.T) {
-	old := [][2]uintptr{{10, 20}, {30, 40}}
-	for _, c := range []struct {
-		r    [2]uintptr
-		want [][2]uintptr
-	}{
-		{[2]uintptr{0, 50}, [][2]uintptr{{0, 10}, {20, 30}, {40, 50}}},
-		{[2]uintptr{10, 40}, [][2]uintptr{{20, 30}}},
-		{[2]uintptr{12, 18}, nil},
-		{[2]uintptr{10, 20}, nil},
-		{[2]uintptr{15, 35}, [][2]uintptr{{20, 30}}},
-		{[2]uintptr{40, 60}, [][2]uintptr{{40, 60}}},
-		{[2]uintptr{0, 5}, [][2]uintptr{{0, 5}}},
-	} {
-		if got := newParts(c.r, old); !slices.Equal(got, c.want) {
-			t.Errorf("newParts(%v) = %v, want %v", c.r, got, c.want)
-		}
-	}
-	if got := newParts([2]uintptr{5, 9}, nil); !slices.Equal(got, [][2]uintptr{{5, 9}}) {
-		t.Errorf("newParts with nothing old = %v", got)
 	}
 }
 
