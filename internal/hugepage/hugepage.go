@@ -21,15 +21,11 @@ import (
 	"time"
 )
 
-// Mode is the kernel's THP mode: "always", "madvise", "never", or "" if
-// the kernel has no THP (or this is not Linux).
-func Mode() string { return mode() }
-
 // Keep advises the heap now and every interval until ctx is done. It
 // reports whether it will: false if THP is not in "madvise" mode, GODEBUG
 // disables it, or the first attempt fails (logged).
 func Keep(ctx context.Context, interval time.Duration, logger *slog.Logger) bool {
-	if m := Mode(); m != "madvise" {
+	if m := mode(); m != "madvise" {
 		logger.Info("not advising huge pages for the heap", "thp", m)
 		return false
 	}

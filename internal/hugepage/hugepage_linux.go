@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// mode is the kernel's THP mode: "always", "madvise", "never", or "" if
+// the kernel has no THP.
 func mode() string {
 	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
 	if err != nil {

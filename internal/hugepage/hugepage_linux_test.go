@@ -107,7 +107,7 @@ func TestDisabledByGODEBUG(t *testing.T) {
 // TestAdvise advises this test process's heap and checks the kernel's view
 // of the mapping that holds a heap object.
 func TestAdvise(t *testing.T) {
-	if Mode() == "" {
+	if mode() == "" {
 		t.Skip("this kernel has no transparent huge pages")
 	}
 	var a advisor
