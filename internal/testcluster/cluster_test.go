@@ -132,6 +132,13 @@ func storeIDs(stores ...*testcluster.Store) []uint64 {
 func key(i int) []byte   { return fmt.Appendf(nil, "key-%05d", i) }
 func value(i int) []byte { return fmt.Appendf(nil, "value-%d", i) }
 
+// putSpread writes keys [lo, hi), each through the next of stores in turn.
+func putSpread(ctx context.Context, stores []*testcluster.Store, lo, hi int) {
+	for i := lo; i < hi; i++ {
+		stores[i%len(stores)].MustPut(ctx, key(i), value(i))
+	}
+}
+
 // TestThreeStores (issue 5, test 1): a scheduler and three stores; the
 // replica checker grows the first region to three voters; requests without
 // a region context work through every store (followers forward them).
@@ -172,9 +179,7 @@ func TestKillStore(t *testing.T) {
 	ctx := integration(t)
 	c, stores := threeStores(t, ctx)
 	const n = 40
-	for i := range n / 2 {
-		stores[i%3].MustPut(ctx, key(i), value(i))
-	}
+	putSpread(ctx, stores, 0, n/2)
 	if _, err := c.SchedulerAPI(ctx, "PUT", "/api/v1/config", map[string]string{"max_store_down_time": "3s"}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -183,9 +188,7 @@ func TestKillStore(t *testing.T) {
 	victim.Kill()
 	t.Logf("killed %s (store %d), the leader", victim.Name, victim.ID)
 
-	for i := n / 2; i < n; i++ {
-		live[i%2].MustPut(ctx, key(i), value(i))
-	}
+	putSpread(ctx, live, n/2, n)
 	for i := range n {
 		live[i%2].MustGetEqual(ctx, key(i), value(i))
 	}
@@ -212,16 +215,12 @@ func TestFrozenStore(t *testing.T) {
 	ctx := integration(t)
 	c, stores := threeStores(t, ctx)
 	const n = 40
-	for i := range n / 2 {
-		stores[i%3].MustPut(ctx, key(i), value(i))
-	}
+	putSpread(ctx, stores, 0, n/2)
 	victim, live := byLeader(t, ctx, c, stores)
 	victim.Freeze()
 	t.Cleanup(victim.Thaw) // a stopped process would not hear the cleanup's SIGTERM
 	t.Logf("froze %s (store %d), the leader", victim.Name, victim.ID)
-	for i := n / 2; i < n; i++ {
-		live[i%2].MustPut(ctx, key(i), value(i))
-	}
+	putSpread(ctx, live, n/2, n)
 	time.Sleep(2 * time.Second) // the live stores keep sending to it meanwhile
 	victim.Thaw()
 
