@@ -252,7 +252,7 @@ func TestSendInOrder(t *testing.T) {
 			}
 		}
 	}
-	st := tr.Stats()
+	st := countedStats(tr, 2*n)
 	if st.MessagesSent != 2*n || st.MessagesDropped != 0 {
 		t.Errorf("stats %+v, want %d sent and none dropped", st, 2*n)
 	}
@@ -279,8 +279,22 @@ func TestBatchBytesLimit(t *testing.T) {
 	}
 	tr.Flush()
 	receive(t, s2.store, 8)
-	if st := tr.Stats(); st.BatchesSent != 8 {
+	if st := countedStats(tr, 8); st.BatchesSent != 8 {
 		t.Errorf("%d batches for 8 messages of 40 KiB with 64 KiB batches, want 8", st.BatchesSent)
+	}
+}
+
+// countedStats returns the transport's stats once it has counted msgs
+// messages as sent or dropped, or after 10 s. The sender counts a write
+// after it returns, which can be after the receiver has its messages.
+func countedStats(tr *Transport, msgs uint64) Stats {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := tr.Stats()
+		if st.MessagesSent+st.MessagesDropped >= msgs || time.Now().After(deadline) {
+			return st
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
