@@ -36,7 +36,7 @@ import (
 // Errors Send returns for a message it drops.
 var (
 	// ErrUnreachable: the destination store could not be reached (its
-	// address is unknown, or connecting or its stream failed); the
+	// address is unknown, or connecting or its connection failed); the
 	// transport keeps retrying in the background.
 	ErrUnreachable = errors.New("transport: store unreachable")
 	// ErrQueueFull: too many messages are waiting for the destination.
@@ -104,13 +104,13 @@ func setDefault[T int | time.Duration](v *T, def T) {
 
 // Stats counts what a Transport did. Counters only grow.
 type Stats struct {
-	MessagesSent    uint64 // handed to a stream
-	MessagesDropped uint64 // refused by Send, or lost with a broken stream
+	MessagesSent    uint64 // written to a raft connection (counted once the write returns)
+	MessagesDropped uint64 // refused by Send, or lost with a broken connection
 	BatchesSent     uint64
 	SnapshotsSent   uint64 // transfers the receiver acknowledged
 	SnapshotsFailed uint64
 	SnapshotBytes   uint64 // data bytes of acknowledged transfers
-	Reconnects      uint64 // streams opened after a failure
+	Reconnects      uint64 // raft connections opened after a failure
 }
 
 // Transport sends raft messages and snapshots to other stores. It is safe
@@ -129,7 +129,7 @@ type Transport struct {
 	// queue.
 	linger chan struct{}
 
-	// ctx is canceled by Close; every stream and goroutine ends with it.
+	// ctx is canceled by Close; every connection and goroutine ends with it.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -245,7 +245,7 @@ func (t *Transport) Flush() {
 	}
 }
 
-// Close stops every stream and goroutine; queued messages are dropped and
+// Close stops every connection and goroutine; queued messages are dropped and
 // later sends fail with ErrClosed. It does not close the Pool.
 func (t *Transport) Close() {
 	t.mu.Lock()
@@ -306,7 +306,7 @@ type dest struct {
 	mu    sync.Mutex
 	queue []*rspb.RaftMessage
 	// down is non-nil (wrapping ErrUnreachable) while the store cannot be
-	// reached: Send refuses messages with it until a stream is open again.
+	// reached: Send refuses messages with it until a connection is open again.
 	down error
 }
 
@@ -543,7 +543,7 @@ func (d *dest) markDown(cause error) {
 	}
 }
 
-// markUp records that a stream to the store is open.
+// markUp records that a raft connection to the store is open.
 func (d *dest) markUp() {
 	d.mu.Lock()
 	wasDown := d.down != nil
