@@ -1,14 +1,20 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
+	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/regionkv/regionkv/proto/kvpb"
 	"github.com/regionkv/regionkv/proto/kvrpcpb"
+	"github.com/regionkv/regionkv/proto/raft_cmdpb"
+	"github.com/regionkv/regionkv/raftstore"
 )
 
 func batchPut(id uint64, key, value string) *kvrpcpb.BatchCommandsRequest_Request {
@@ -128,5 +134,130 @@ func TestBatchCommandsStopStreams(t *testing.T) {
 	// Unary calls still work.
 	if r := e.get(t, "a"); string(r.Value) != "1" {
 		t.Fatalf("get a = %q", r.Value)
+	}
+}
+
+// batchOne sends one request on a new stream of client and returns its answer.
+func batchOne(t *testing.T, ctx context.Context, client kvpb.KvClient, req *kvrpcpb.BatchCommandsRequest_Request) *kvrpcpb.BatchCommandsResponse_Response {
+	t.Helper()
+	stream, err := client.BatchCommands(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.CloseSend()
+	if err := stream.Send(&kvrpcpb.BatchCommandsRequest{Requests: []*kvrpcpb.BatchCommandsRequest_Request{req}}); err != nil {
+		t.Fatal(err)
+	}
+	return recvAnswers(t, stream, 1)[req.Id]
+}
+
+func batchDelete(id uint64, key string) *kvrpcpb.BatchCommandsRequest_Request {
+	return &kvrpcpb.BatchCommandsRequest_Request{Id: id, Cmd: &kvrpcpb.BatchCommandsRequest_Request_Delete{
+		Delete: &kvrpcpb.RawDeleteRequest{Key: []byte(key)}}}
+}
+
+// TestBatchWriteStoreErrors: a batched put or delete (proposed without a
+// goroutine of its own, batch_direct.go) gets the answer its unary call
+// gets when the store fails it.
+func TestBatchWriteStoreErrors(t *testing.T) {
+	e := newTestEnv(t)
+	tests := []struct {
+		name  string
+		err   error
+		check func(*kvrpcpb.BatchCommandsResponse_Response) bool
+	}{
+		{"region error", &raftstore.EpochNotMatchError{Msg: "stale"}, func(r *kvrpcpb.BatchCommandsResponse_Response) bool {
+			re := r.GetPut().GetRegionError()
+			if r.GetDelete() != nil {
+				re = r.GetDelete().GetRegionError()
+			}
+			return r.Code == 0 && re.GetEpochNotMatch() != nil
+		}},
+		{"store stopped", raftstore.ErrStoreStopped, func(r *kvrpcpb.BatchCommandsResponse_Response) bool {
+			return codes.Code(r.Code) == codes.Unavailable && r.Cmd == nil
+		}},
+		{"proposal unknown", raftstore.ErrProposalUnknown, func(r *kvrpcpb.BatchCommandsResponse_Response) bool {
+			return codes.Code(r.Code) == codes.Unknown && r.Cmd == nil
+		}},
+		{"other error", errors.New("disk on fire"), func(r *kvrpcpb.BatchCommandsResponse_Response) bool {
+			msg := r.GetPut().GetError()
+			if r.GetDelete() != nil {
+				msg = r.GetDelete().GetError()
+			}
+			return r.Code == 0 && strings.Contains(msg, "disk on fire")
+		}},
+	}
+	for _, tt := range tests {
+		e.store.setFail(func(*raft_cmdpb.RaftCmdRequest) error { return tt.err })
+		for _, req := range []*kvrpcpb.BatchCommandsRequest_Request{batchPut(1, "a", "1"), batchDelete(2, "a")} {
+			if r := batchOne(t, testCtx(t), e.client, req); !tt.check(r) {
+				t.Errorf("%s: request %d answered %v", tt.name, req.Id, r)
+			}
+		}
+	}
+	e.store.setFail(nil)
+}
+
+// TestBatchWriteTimeout: a batched write the store does not answer within
+// the request's timeout is answered DeadlineExceeded.
+func TestBatchWriteTimeout(t *testing.T) {
+	e := newTestEnv(t)
+	e.store.setBlock(true)
+	defer e.store.setBlock(false)
+	for _, req := range []*kvrpcpb.BatchCommandsRequest_Request{batchPut(1, "a", "1"), batchDelete(2, "a")} {
+		req.TimeoutUs = 50e3
+		if r := batchOne(t, testCtx(t), e.client, req); codes.Code(r.Code) != codes.DeadlineExceeded || r.Cmd != nil {
+			t.Errorf("request %d answered %v, want DeadlineExceeded", req.Id, r)
+		}
+	}
+}
+
+// TestBatchWriteStreamEnd: when a stream ends, a batched write the store
+// has not answered is answered Canceled (nowhere), so the stream's handler
+// returns without waiting for the store.
+func TestBatchWriteStreamEnd(t *testing.T) {
+	store := newFakeStore(t)
+	codesSeen := make(chan codes.Code, 1)
+	_, conn := serveWith(t, store, Options{ObserveBatched: func(_ string, code codes.Code, _ time.Duration) {
+		codesSeen <- code
+	}})
+	store.setBlock(true)
+	defer store.setBlock(false)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	stream, err := kvpb.NewKvClient(conn).BatchCommands(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&kvrpcpb.BatchCommandsRequest{Requests: []*kvrpcpb.BatchCommandsRequest_Request{batchPut(1, "a", "1")}}); err != nil {
+		t.Fatal(err)
+	}
+	for len(store.commands()) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case code := <-codesSeen:
+		if code != codes.Canceled {
+			t.Fatalf("the write was answered %v, want Canceled", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write was not answered after its stream ended")
+	}
+}
+
+// TestBatchWriteForwarded: a batched write that the store's peer refuses
+// as a follower is forwarded to the leader, as its unary call is.
+func TestBatchWriteForwarded(t *testing.T) {
+	e := newForwardEnv(t)
+	for _, req := range []*kvrpcpb.BatchCommandsRequest_Request{batchPut(1, "a", "1"), batchDelete(2, "b")} {
+		before := len(e.leader.commands())
+		r := batchOne(t, testCtx(t), e.client, req)
+		if r.Code != 0 || (r.GetPut() == nil && r.GetDelete() == nil) ||
+			r.GetPut().GetRegionError() != nil || r.GetDelete().GetRegionError() != nil {
+			t.Errorf("request %d answered %v", req.Id, r)
+		}
+		if n := len(e.leader.commands()) - before; n != 1 {
+			t.Errorf("request %d: the leader got %d commands, want 1", req.Id, n)
+		}
 	}
 }

@@ -29,6 +29,8 @@ type fakeStore struct {
 	id      uint64
 	db      *badger.DB
 	regions []*metapb.Region // sorted by start key, covering the key space
+	// ctx ends with the test; Propose runs Execute under it.
+	ctx context.Context
 
 	mu struct {
 		sync.Mutex
@@ -73,7 +75,9 @@ func newFakeStoreOn(t testing.TB, storeID uint64, splitKeys ...string) *fakeStor
 	}
 	t.Cleanup(func() { db.Close() })
 	bounds := append(append([]string{""}, splitKeys...), "")
-	s := &fakeStore{id: storeID, db: db}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s := &fakeStore{id: storeID, db: db, ctx: ctx}
 	for i := 0; i+1 < len(bounds); i++ {
 		id := uint64(i + 1)
 		s.regions = append(s.regions, &metapb.Region{
@@ -209,6 +213,24 @@ func (s *fakeStore) Execute(ctx context.Context, req *raft_cmdpb.RaftCmdRequest)
 		return regionErrResult(err), nil
 	}
 	return raftstore.Result{Resp: &raft_cmdpb.RaftCmdResponse{Header: &raft_cmdpb.RaftResponseHeader{}}}, nil
+}
+
+// Propose runs Execute on a goroutine of its own and hands its answer to cb.
+func (s *fakeStore) Propose(req *raft_cmdpb.RaftCmdRequest, cb raftstore.Callback) error {
+	s.mu.Lock()
+	stopped := s.mu.stopped
+	s.mu.Unlock()
+	if stopped {
+		return raftstore.ErrStoreStopped
+	}
+	go func() {
+		res, err := s.Execute(s.ctx, req)
+		if err != nil {
+			res = raftstore.Result{Err: err}
+		}
+		cb(res)
+	}()
+	return nil
 }
 
 func regionErrResult(err error) raftstore.Result {

@@ -90,6 +90,18 @@ type target struct {
 // A request without a region context that this store holds no region for
 // comes back as a forwardError when the scheduler knows who serves key.
 func (s *Server) route(ctx context.Context, c *kvrpcpb.Context, key []byte) (target, error) {
+	t, err := s.routeHere(c, key)
+	var re *regionError
+	if errors.As(err, &re) && re.pb.RegionNotFound != nil {
+		if fw := s.forwardNotFound(ctx, key, re); fw != nil {
+			return target{}, fw
+		}
+	}
+	return t, err
+}
+
+// routeHere is route without forwarding: it asks no other process.
+func (s *Server) routeHere(c *kvrpcpb.Context, key []byte) (target, error) {
 	if id := c.GetRegionId(); id != 0 {
 		if p := c.GetPeer(); p != nil && p.StoreId != s.store.StoreID() {
 			return target{}, newRegionError(&raftstore.StoreNotMatchError{
@@ -102,14 +114,7 @@ func (s *Server) route(ctx context.Context, c *kvrpcpb.Context, key []byte) (tar
 	}
 	region, peer, err := s.store.RegionByKey(key)
 	if err != nil {
-		err = storeErr(err)
-		var re *regionError
-		if errors.As(err, &re) && re.pb.RegionNotFound != nil {
-			if fw := s.forwardNotFound(ctx, key, re); fw != nil {
-				return target{}, fw
-			}
-		}
-		return target{}, err
+		return target{}, storeErr(err)
 	}
 	return target{
 		header: &raft_cmdpb.RaftRequestHeader{RegionId: region.GetId(), Peer: peer, RegionEpoch: region.GetRegionEpoch()},
@@ -120,19 +125,26 @@ func (s *Server) route(ctx context.Context, c *kvrpcpb.Context, key []byte) (tar
 // execute runs req on the store. On success the caller owns res.Snap, if any.
 func (s *Server) execute(ctx context.Context, req *raft_cmdpb.RaftCmdRequest) (raftstore.Result, error) {
 	res, err := s.store.Execute(ctx, req)
-	if err != nil {
+	if err = resultErr(res, err); err != nil {
 		res.Snap.Close()
-		return raftstore.Result{}, storeErr(err)
-	}
-	if res.Resp == nil {
-		res.Snap.Close()
-		return raftstore.Result{}, errors.New("store returned no response")
-	}
-	if pb := res.RegionError(); pb != nil {
-		res.Snap.Close()
-		return raftstore.Result{}, &regionError{pb: pb}
+		return raftstore.Result{}, err
 	}
 	return res, nil
+}
+
+// resultErr is the error of a command's answer from the store: err (what
+// Execute returned, or the Result's own Err), no response, or a region
+// error in the response.
+func resultErr(res raftstore.Result, err error) error {
+	switch {
+	case err != nil:
+		return storeErr(err)
+	case res.Resp == nil:
+		return errors.New("store returned no response")
+	case res.RegionError() != nil:
+		return &regionError{pb: res.RegionError()}
+	}
+	return nil
 }
 
 // write proposes reqs as one command. When the server routes by routeKey,
@@ -298,8 +310,13 @@ func (s *Server) rawBatchGet(ctx context.Context, req *kvrpcpb.RawBatchGetReques
 
 // RawPut writes one pair.
 func (s *Server) RawPut(ctx context.Context, req *kvrpcpb.RawPutRequest) (*kvrpcpb.RawPutResponse, error) {
+	return s.answerPut(ctx, req, s.rawPut(ctx, req))
+}
+
+// answerPut turns rawPut's error into RawPut's answer, forwarding the
+// request if the error asks for it.
+func (s *Server) answerPut(ctx context.Context, req *kvrpcpb.RawPutRequest, err error) (*kvrpcpb.RawPutResponse, error) {
 	resp := new(kvrpcpb.RawPutResponse)
-	err := s.rawPut(ctx, req)
 	if fw := asForward(err); fw != nil {
 		r, ok, ferr := forward(ctx, s, fw, func(ctx context.Context, c kvpb.KvClient) (*kvrpcpb.RawPutResponse, error) {
 			cp := *req
@@ -404,8 +421,12 @@ func (s *Server) rawBatchPut(ctx context.Context, req *kvrpcpb.RawBatchPutReques
 
 // RawDelete deletes one key; deleting a missing key succeeds.
 func (s *Server) RawDelete(ctx context.Context, req *kvrpcpb.RawDeleteRequest) (*kvrpcpb.RawDeleteResponse, error) {
+	return s.answerDelete(ctx, req, s.rawDelete(ctx, req))
+}
+
+// answerDelete is answerPut for RawDelete.
+func (s *Server) answerDelete(ctx context.Context, req *kvrpcpb.RawDeleteRequest, err error) (*kvrpcpb.RawDeleteResponse, error) {
 	resp := new(kvrpcpb.RawDeleteResponse)
-	err := s.rawDelete(ctx, req)
 	if fw := asForward(err); fw != nil {
 		r, ok, ferr := forward(ctx, s, fw, func(ctx context.Context, c kvpb.KvClient) (*kvrpcpb.RawDeleteResponse, error) {
 			cp := *req

@@ -45,6 +45,12 @@ type Store interface {
 	// unknown (raftstore.ErrProposalUnknown).
 	Execute(ctx context.Context, req *raft_cmdpb.RaftCmdRequest) (res raftstore.Result, err error)
 
+	// Propose hands a write to its region's peer without waiting: cb gets
+	// the Result Execute would have returned (its Err set for the cases
+	// with no answer), exactly once, unless Propose returns an error, when
+	// nothing was proposed. cb must not block.
+	Propose(req *raft_cmdpb.RaftCmdRequest, cb raftstore.Callback) error
+
 	// RegionByKey returns the region on this store that contains key and
 	// this store's peer of it, or a *raftstore.RegionNotFoundError.
 	RegionByKey(key []byte) (*metapb.Region, *metapb.Peer, error)
@@ -74,8 +80,8 @@ type Options struct {
 }
 
 // Server implements the Kv gRPC service on top of a Store. It is safe for
-// concurrent use: it keeps no per-request state, and every RPC runs on the
-// goroutine gRPC gives it.
+// concurrent use: every unary RPC runs on the goroutine gRPC gives it, and a
+// BatchCommands stream keeps its own state (batch.go, batch_direct.go).
 type Server struct {
 	store  Store
 	fwd    Forwarder                                                   // nil: no forwarding

@@ -53,6 +53,10 @@ func (s *recvStore) Execute(context.Context, *raft_cmdpb.RaftCmdRequest) (raftst
 	return raftstore.Result{}, errors.New("recvStore: no commands")
 }
 
+func (s *recvStore) Propose(*raft_cmdpb.RaftCmdRequest, raftstore.Callback) error {
+	return errors.New("recvStore: no commands")
+}
+
 func (s *recvStore) RegionByKey([]byte) (*metapb.Region, *metapb.Peer, error) {
 	return nil, nil, &raftstore.RegionNotFoundError{}
 }
