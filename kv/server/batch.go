@@ -75,7 +75,7 @@ loop:
 					}
 					running.Done()
 				}
-				if direct != nil && direct.writeDirect(ctx, inFlight, req, start, answer) {
+				if direct != nil && direct.writeDirect(inFlight, req, start, answer) {
 					continue
 				}
 				spawn(func() { answer(batchCommand(ctx, kv, req)) })

@@ -95,7 +95,7 @@ type directWrite struct {
 // writeDirect proposes req if it is a valid put or delete that this store
 // can route by itself, and reports whether it did; answer is then called
 // once with its answer. When it returns false it has done nothing.
-func (s *Server) writeDirect(ctx context.Context, w *directWrites, req *kvrpcpb.BatchCommandsRequest_Request,
+func (s *Server) writeDirect(w *directWrites, req *kvrpcpb.BatchCommandsRequest_Request,
 	start time.Time, answer func(*kvrpcpb.BatchCommandsResponse_Response, string)) bool {
 	var (
 		c    *kvrpcpb.Context
