@@ -154,10 +154,12 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// withDefaultTimeout gives ctx a deadline d away if it has none.
+// withDefaultTimeout gives ctx a deadline d away if it has none. A ctx
+// with a deadline is returned as is, with a no-op cancel: a context costs a
+// timer or a registration with its parent, on every request.
 func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
+		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, d)
 }

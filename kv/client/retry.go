@@ -68,11 +68,8 @@ func (c *Client) run(ctx context.Context, req *request) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
-		defer cancel()
-	}
+	ctx, cancel := withDefaultTimeout(ctx, c.opts.Timeout)
+	defer cancel()
 	start := time.Now()
 	bo := backoff{base: c.opts.BackoffBase, max: c.opts.BackoffMax}
 	var (
