@@ -105,13 +105,13 @@ func (s *Server) writeDirect(w *directWrites, req *kvrpcpb.BatchCommandsRequest_
 	switch cmd := req.Cmd.(type) {
 	case *kvrpcpb.BatchCommandsRequest_Request_Put:
 		p := cmd.Put
-		if p == nil || checkKey("key", p.Key) != nil || checkValue("value", p.Value) != nil || checkCF(p.Cf) != nil {
+		if checkPut(p) != nil {
 			return false
 		}
 		c, key, creq = p.Context, p.Key, putRequest(p.Cf, p.Key, p.Value)
 	case *kvrpcpb.BatchCommandsRequest_Request_Delete:
 		p := cmd.Delete
-		if p == nil || checkKey("key", p.Key) != nil || checkCF(p.Cf) != nil {
+		if checkDelete(p) != nil {
 			return false
 		}
 		c, key, creq = p.Context, p.Key, deleteRequest(p.Cf, p.Key)

@@ -336,6 +336,14 @@ func (s *Server) answerPut(ctx context.Context, req *kvrpcpb.RawPutRequest, err 
 }
 
 func (s *Server) rawPut(ctx context.Context, req *kvrpcpb.RawPutRequest) error {
+	if err := checkPut(req); err != nil {
+		return err
+	}
+	return s.write(ctx, req.Context, req.Key, nil, []*raft_cmdpb.Request{putRequest(req.Cf, req.Key, req.Value)})
+}
+
+// checkPut validates a RawPut request.
+func checkPut(req *kvrpcpb.RawPutRequest) error {
 	if req == nil {
 		return errNilRequest
 	}
@@ -345,10 +353,7 @@ func (s *Server) rawPut(ctx context.Context, req *kvrpcpb.RawPutRequest) error {
 	if err := checkValue("value", req.Value); err != nil {
 		return err
 	}
-	if err := checkCF(req.Cf); err != nil {
-		return err
-	}
-	return s.write(ctx, req.Context, req.Key, nil, []*raft_cmdpb.Request{putRequest(req.Cf, req.Key, req.Value)})
+	return checkCF(req.Cf)
 }
 
 func putRequest(cf string, key, value []byte) *raft_cmdpb.Request {
@@ -446,16 +451,21 @@ func (s *Server) answerDelete(ctx context.Context, req *kvrpcpb.RawDeleteRequest
 }
 
 func (s *Server) rawDelete(ctx context.Context, req *kvrpcpb.RawDeleteRequest) error {
+	if err := checkDelete(req); err != nil {
+		return err
+	}
+	return s.write(ctx, req.Context, req.Key, nil, []*raft_cmdpb.Request{deleteRequest(req.Cf, req.Key)})
+}
+
+// checkDelete validates a RawDelete request.
+func checkDelete(req *kvrpcpb.RawDeleteRequest) error {
 	if req == nil {
 		return errNilRequest
 	}
 	if err := checkKey("key", req.Key); err != nil {
 		return err
 	}
-	if err := checkCF(req.Cf); err != nil {
-		return err
-	}
-	return s.write(ctx, req.Context, req.Key, nil, []*raft_cmdpb.Request{deleteRequest(req.Cf, req.Key)})
+	return checkCF(req.Cf)
 }
 
 // RawBatchDelete deletes all keys atomically, as one raft command. All keys
