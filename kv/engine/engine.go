@@ -64,7 +64,8 @@ type Engines struct {
 	KV   *badger.DB
 	Dir  string
 
-	advisor *advisor
+	advisor   *advisor
+	writeback *writeback
 }
 
 // Open opens (creating if needed) the raft log and the kv DB under dir. A
@@ -89,7 +90,7 @@ func Open(dir string, opts Options) (*Engines, error) {
 		raftLog.Close()
 		return nil, fmt.Errorf("engine: open kv db %s: %w", kvPath, err)
 	}
-	return &Engines{Raft: raftLog, KV: kvDB, Dir: dir, advisor: startAdvisor(kvPath)}, nil
+	return &Engines{Raft: raftLog, KV: kvDB, Dir: dir, advisor: startAdvisor(kvPath), writeback: startWriteback(kvPath)}, nil
 }
 
 func badgerOptions(path string, opts Options) badger.Options {
@@ -108,6 +109,7 @@ func badgerOptions(path string, opts Options) badger.Options {
 // Close closes the raft log and the kv DB.
 func (e *Engines) Close() error {
 	e.advisor.close()
+	e.writeback.close()
 	return errors.Join(e.Raft.Close(), e.KV.Close())
 }
 
