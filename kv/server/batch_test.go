@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -209,6 +210,44 @@ func TestBatchWriteTimeout(t *testing.T) {
 		if r := batchOne(t, testCtx(t), e.client, req); codes.Code(r.Code) != codes.DeadlineExceeded || r.Cmd != nil {
 			t.Errorf("request %d answered %v, want DeadlineExceeded", req.Id, r)
 		}
+	}
+}
+
+// TestBatchWriteTimeoutsOneStream: each batched write on a stream is
+// answered at its own deadline, whatever the order the writes came in: a
+// write with a short timeout sent after one with a long timeout is answered
+// first, and a third whose deadline comes next is answered next.
+func TestBatchWriteTimeoutsOneStream(t *testing.T) {
+	e := newTestEnv(t)
+	e.store.setBlock(true)
+	defer e.store.setBlock(false)
+	stream, err := e.client.BatchCommands(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.CloseSend()
+	long, mid, short := batchPut(1, "a", "1"), batchPut(2, "b", "2"), batchDelete(3, "c")
+	long.TimeoutUs, mid.TimeoutUs, short.TimeoutUs = 600e6, 300e3, 50e3
+	for _, req := range []*kvrpcpb.BatchCommandsRequest_Request{long, mid, short} {
+		if err := stream.Send(&kvrpcpb.BatchCommandsRequest{Requests: []*kvrpcpb.BatchCommandsRequest_Request{req}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var order []uint64
+	for len(order) < 2 {
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("recv after answers to %v: %v", order, err)
+		}
+		for _, r := range m.Responses {
+			if codes.Code(r.Code) != codes.DeadlineExceeded || r.Cmd != nil {
+				t.Errorf("request %d answered %v, want DeadlineExceeded", r.Id, r)
+			}
+			order = append(order, r.Id)
+		}
+	}
+	if !slices.Equal(order, []uint64{short.Id, mid.Id}) {
+		t.Fatalf("answered %v, want %v", order, []uint64{short.Id, mid.Id})
 	}
 }
 
