@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,13 +38,11 @@ const adviseInterval = 200 * time.Millisecond
 type advisor struct {
 	dirs []string        // absolute, symlinks resolved, as the maps file names them
 	seen map[string]bool // the maps lines already advised
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	loop *periodic
 }
 
 func startAdvisor(dirs ...string) *advisor {
-	a := &advisor{seen: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+	a := &advisor{seen: map[string]bool{}}
 	for _, d := range dirs {
 		if abs, err := filepath.Abs(d); err == nil {
 			d = abs
@@ -56,28 +53,11 @@ func startAdvisor(dirs ...string) *advisor {
 		a.dirs = append(a.dirs, d)
 	}
 	a.advise()
-	go a.run()
+	a.loop = runEvery(adviseInterval, a.advise)
 	return a
 }
 
-func (a *advisor) run() {
-	defer close(a.done)
-	t := time.NewTicker(adviseInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-a.stop:
-			return
-		case <-t.C:
-			a.advise()
-		}
-	}
-}
-
-func (a *advisor) close() {
-	a.once.Do(func() { close(a.stop) })
-	<-a.done
-}
+func (a *advisor) close() { a.loop.close() }
 
 // advise reads the maps file once and advises the log mappings not seen yet.
 func (a *advisor) advise() {

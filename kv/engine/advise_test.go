@@ -78,6 +78,28 @@ func TestLogsReadRandom(t *testing.T) {
 // that lack the "rr" (random read) flag in /proc/self/smaps.
 func unadvisedLogs(t *testing.T, dir string) []string {
 	t.Helper()
+	var missing []string
+	for _, m := range kvLogSmaps(t, dir) {
+		for _, f := range m.lines {
+			if len(f) > 0 && f[0] == "VmFlags:" && !slices.Contains(f[1:], "rr") {
+				missing = append(missing, m.path)
+			}
+		}
+	}
+	return missing
+}
+
+// logSmaps is one mapping's entry in /proc/self/smaps: the mapped file and
+// the fields of each line after the header.
+type logSmaps struct {
+	path  string
+	lines [][]string
+}
+
+// kvLogSmaps returns the smaps entries of the mappings of the logs (*.mem,
+// *.vlog) of dir's kv DB.
+func kvLogSmaps(t *testing.T, dir string) []logSmaps {
+	t.Helper()
 	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		t.Fatal(err)
@@ -86,25 +108,24 @@ func unadvisedLogs(t *testing.T, dir string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var missing []string
-	var cur string
+	var out []logSmaps
+	var cur *logSmaps
 	for _, line := range strings.Split(string(smaps), "\n") {
 		f := strings.Fields(line)
 		switch {
-		case len(f) >= 6 && strings.Contains(f[0], "-"):
-			cur = ""
-			ext, db := filepath.Ext(f[5]), filepath.Dir(f[5])
-			if (ext == ".mem" || ext == ".vlog") && db == filepath.Join(dir, "kv") {
-				cur = f[5]
+		case len(f) >= 5 && strings.Contains(f[0], "-"): // a mapping's header
+			cur = nil
+			if len(f) >= 6 {
+				if ext := filepath.Ext(f[5]); (ext == ".mem" || ext == ".vlog") && filepath.Dir(f[5]) == filepath.Join(dir, "kv") {
+					out = append(out, logSmaps{path: f[5]})
+					cur = &out[len(out)-1]
+				}
 			}
-		case cur != "" && len(f) > 0 && f[0] == "VmFlags:":
-			if !slices.Contains(f[1:], "rr") {
-				missing = append(missing, cur)
-			}
-			cur = ""
+		case cur != nil:
+			cur.lines = append(cur.lines, f)
 		}
 	}
-	return missing
+	return out
 }
 
 // newestID returns the highest id among dir's Badger files named NNN<ext>.

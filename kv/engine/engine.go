@@ -65,7 +65,7 @@ type Engines struct {
 	Dir  string
 
 	advisor   *advisor
-	writeback *writeback
+	writeback *periodic // writeOut of the kv DB's logs (writeback.go)
 }
 
 // Open opens (creating if needed) the raft log and the kv DB under dir. A
@@ -90,7 +90,7 @@ func Open(dir string, opts Options) (*Engines, error) {
 		raftLog.Close()
 		return nil, fmt.Errorf("engine: open kv db %s: %w", kvPath, err)
 	}
-	return &Engines{Raft: raftLog, KV: kvDB, Dir: dir, advisor: startAdvisor(kvPath), writeback: startWriteback(kvPath)}, nil
+	return &Engines{Raft: raftLog, KV: kvDB, Dir: dir, advisor: startAdvisor(kvPath), writeback: runEvery(writebackInterval, func() { writeOut(kvPath) })}, nil
 }
 
 func badgerOptions(path string, opts Options) badger.Options {

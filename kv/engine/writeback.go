@@ -16,9 +16,9 @@ import (
 // writes at once. With 16 busy regions that was ~4 MB per store, the three
 // stores' bursts held the disk for ~100 ms each second, and the raft log's
 // fdatasyncs, which every put waits for, queued behind them (docs/
-// BENCHMARKS.md: puts' p99.9 37–48 ms, and a dip in throughput every second).
+// BENCHMARKS.md: puts' p99.9 28–48 ms, and a dip in throughput every second).
 //
-// So the writeback goroutine starts the write-out of the kv DB's logs every
+// So the engines start the write-out of the kv DB's logs every
 // writebackInterval, with sync_file_range(SYNC_FILE_RANGE_WRITE): the pages
 // go to disk in small pieces, in the background and without a flush of the
 // disk's cache, and the next sync has little left to write. It changes when
@@ -27,39 +27,11 @@ import (
 
 const writebackInterval = 100 * time.Millisecond
 
-// writeback starts the write-out of the dirty pages of the logs in dir.
-type writeback struct {
-	dir  string
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
-}
-
-func startWriteback(dir string) *writeback {
-	w := &writeback{dir: dir, stop: make(chan struct{}), done: make(chan struct{})}
-	go w.run()
-	return w
-}
-
-func (w *writeback) run() {
-	defer close(w.done)
-	t := time.NewTicker(writebackInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-w.stop:
-			return
-		case <-t.C:
-			w.start()
-		}
-	}
-}
-
-// start starts writing out the dirty pages of every memtable log and value
-// log in the dir; it does not wait for the writes.
-func (w *writeback) start() {
+// writeOut starts writing out the dirty pages of every memtable log and
+// value log in dir; it does not wait for the writes.
+func writeOut(dir string) {
 	for _, pattern := range []string{"*.mem", "*.vlog"} {
-		names, _ := filepath.Glob(filepath.Join(w.dir, pattern))
+		names, _ := filepath.Glob(filepath.Join(dir, pattern))
 		for _, name := range names {
 			f, err := os.Open(name)
 			if err != nil {
@@ -71,7 +43,33 @@ func (w *writeback) start() {
 	}
 }
 
-func (w *writeback) close() {
-	w.once.Do(func() { close(w.stop) })
-	<-w.done
+// periodic runs a function every interval on a goroutine of its own until
+// it is closed.
+type periodic struct {
+	stop, done chan struct{}
+	once       sync.Once
+}
+
+func runEvery(interval time.Duration, f func()) *periodic {
+	p := &periodic{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+				f()
+			}
+		}
+	}()
+	return p
+}
+
+// close stops the goroutine and waits for it; it may be called again.
+func (p *periodic) close() {
+	p.once.Do(func() { close(p.stop) })
+	<-p.done
 }

@@ -6,13 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
 
-// TestWritebackCleansLogs: a writeback round leaves no dirty pages in the
+// TestWritebackCleansLogs: writeOut leaves no dirty pages in the
 // mappings of the kv DB's logs, so the next sync has nothing to write but
 // the flush (writeback.go).
 func TestWritebackCleansLogs(t *testing.T) {
@@ -26,7 +25,7 @@ func TestWritebackCleansLogs(t *testing.T) {
 	}
 	e := openAt(t, dir, testOptions())
 	defer e.Close()
-	e.writeback.close() // the test runs the rounds itself
+	e.writeback.close() // the test writes out itself
 	value := bytes.Repeat([]byte{'v'}, 300)
 	for round := range 100 {
 		var wb WriteBatch
@@ -41,9 +40,9 @@ func TestWritebackCleansLogs(t *testing.T) {
 	if before < 256 {
 		t.Fatalf("%d KiB of the logs dirty after ~1 MB of writes: the test proves nothing", before)
 	}
-	e.writeback.start()
+	writeOut(filepath.Join(e.Dir, "kv"))
 	if after := dirtyLogKiB(t, e.Dir); after > 8 {
-		t.Fatalf("%d KiB of the logs still dirty after a writeback round (%d before)", after, before)
+		t.Fatalf("%d KiB of the logs still dirty after writeOut (%d before)", after, before)
 	}
 }
 
@@ -51,30 +50,16 @@ func TestWritebackCleansLogs(t *testing.T) {
 // /proc/self/smaps.
 func dirtyLogKiB(t *testing.T, dir string) int {
 	t.Helper()
-	smaps, err := os.ReadFile("/proc/self/smaps")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err = filepath.EvalSymlinks(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	total, inLog := 0, false
-	for _, line := range strings.Split(string(smaps), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) >= 5 && strings.Contains(f[0], "-"):
-			inLog = false
-			if len(f) >= 6 {
-				ext, db := filepath.Ext(f[5]), filepath.Dir(f[5])
-				inLog = (ext == ".mem" || ext == ".vlog") && db == filepath.Join(dir, "kv")
+	total := 0
+	for _, m := range kvLogSmaps(t, dir) {
+		for _, f := range m.lines {
+			if len(f) == 3 && (f[0] == "Shared_Dirty:" || f[0] == "Private_Dirty:") {
+				n, err := strconv.Atoi(f[1])
+				if err != nil {
+					t.Fatalf("%s: smaps line %q: %v", m.path, f, err)
+				}
+				total += n
 			}
-		case inLog && len(f) == 3 && (f[0] == "Shared_Dirty:" || f[0] == "Private_Dirty:"):
-			n, err := strconv.Atoi(f[1])
-			if err != nil {
-				t.Fatalf("smaps line %q: %v", line, err)
-			}
-			total += n
 		}
 	}
 	return total
