@@ -90,7 +90,9 @@ func Open(dir string, opts Options) (*Engines, error) {
 		raftLog.Close()
 		return nil, fmt.Errorf("engine: open kv db %s: %w", kvPath, err)
 	}
-	return &Engines{Raft: raftLog, KV: kvDB, Dir: dir, advisor: startAdvisor(kvPath), writeback: runEvery(writebackInterval, func() { writeOut(kvPath) })}, nil
+	e := &Engines{Raft: raftLog, KV: kvDB, Dir: dir, advisor: startAdvisor(kvPath)}
+	e.writeback = runEvery(writebackInterval, func() { writeOut(kvPath) })
+	return e, nil
 }
 
 func badgerOptions(path string, opts Options) badger.Options {

@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestWritebackCleansLogs: writeOut leaves no dirty pages in the
@@ -18,12 +16,7 @@ func TestWritebackCleansLogs(t *testing.T) {
 	if _, err := os.Stat("/proc/self/smaps"); err != nil {
 		t.Skip("no /proc/self/smaps:", err)
 	}
-	dir := t.TempDir()
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil || fs.Type == unix.TMPFS_MAGIC {
-		t.Skip("the temp dir is on tmpfs, which has no writeback")
-	}
-	e := openAt(t, dir, testOptions())
+	e := openAt(t, t.TempDir(), testOptions())
 	defer e.Close()
 	e.writeback.close() // the test writes out itself
 	value := bytes.Repeat([]byte{'v'}, 300)
@@ -41,9 +34,19 @@ func TestWritebackCleansLogs(t *testing.T) {
 		t.Fatalf("%d KiB of the logs dirty after ~1 MB of writes: the test proves nothing", before)
 	}
 	writeOut(filepath.Join(e.Dir, "kv"))
-	if after := dirtyLogKiB(t, e.Dir); after > 8 {
-		t.Fatalf("%d KiB of the logs still dirty after writeOut (%d before)", after, before)
+	after := dirtyLogKiB(t, e.Dir)
+	if after <= 8 {
+		return
 	}
+	// Some file systems (tmpfs, or an overlay on it) never write pages
+	// back: then a sync leaves them dirty too, and there is nothing to test.
+	if err := e.SyncKV(); err != nil {
+		t.Fatal(err)
+	}
+	if dirtyLogKiB(t, e.Dir) > 8 {
+		t.Skip("the logs' pages stay dirty after a sync: this file system has no writeback")
+	}
+	t.Fatalf("%d KiB of the logs still dirty after writeOut (%d before)", after, before)
 }
 
 // dirtyLogKiB sums the dirty KiB of the mappings of dir's kv DB logs in
