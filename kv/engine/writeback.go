@@ -30,16 +30,17 @@ const writebackInterval = 100 * time.Millisecond
 // writeOut starts writing out the dirty pages of every memtable log and
 // value log in dir; it does not wait for the writes.
 func writeOut(dir string) {
-	for _, pattern := range []string{"*.mem", "*.vlog"} {
-		names, _ := filepath.Glob(filepath.Join(dir, pattern))
-		for _, name := range names {
-			f, err := os.Open(name)
-			if err != nil {
-				continue // flushed to a table and deleted meanwhile
-			}
-			_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-			f.Close()
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if ext := filepath.Ext(e.Name()); ext != ".mem" && ext != ".vlog" {
+			continue
 		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // flushed to a table and deleted meanwhile
+		}
+		_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+		f.Close()
 	}
 }
 
