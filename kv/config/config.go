@@ -75,6 +75,9 @@ type Config struct {
 	// defaults, 128 MiB and 256 MiB).
 	MemTableSize   ByteSize `toml:"memtable-size"`
 	BlockCacheSize ByteSize `toml:"block-cache-size"`
+	// KVCompression is how the kv DB compresses its tables: none (the
+	// default), snappy or zstd (engine.Options.Compression).
+	KVCompression string `toml:"kv-compression"`
 }
 
 // Default returns the default configuration.
@@ -155,6 +158,9 @@ func (cfg *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %v must not be negative", name, v))
 		}
 	}
+	if err := engine.CheckCompression(cfg.KVCompression); err != nil {
+		errs = append(errs, fmt.Errorf("kv-compression: %w", err))
+	}
 	if err := cfg.Raftstore().Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -187,7 +193,8 @@ func (cfg *Config) Raftstore() raftstore.Config {
 
 // Engine returns the engine options.
 func (cfg *Config) Engine(logger *slog.Logger) engine.Options {
-	return engine.Options{MemTableSize: int64(cfg.MemTableSize), BlockCacheSize: int64(cfg.BlockCacheSize), Logger: logger}
+	return engine.Options{MemTableSize: int64(cfg.MemTableSize), BlockCacheSize: int64(cfg.BlockCacheSize),
+		Compression: cfg.KVCompression, Logger: logger}
 }
 
 func setIf[T comparable](field *T, v T) {

@@ -39,6 +39,7 @@ raft-base-tick-interval = "50ms"
 region-max-size = "96KiB"
 region-split-size = "64KiB"
 split-check-ticks = 5
+kv-compression = "zstd"
 no-such-key = 1
 `
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
@@ -57,6 +58,9 @@ no-such-key = 1
 	}
 	if got := cfg.SchedulerAddrs(); !slices.Equal(got, []string{"127.0.0.1:1", "127.0.0.1:2"}) {
 		t.Errorf("scheduler addrs %v", got)
+	}
+	if eo := cfg.Engine(nil); eo.Compression != "zstd" {
+		t.Errorf("engine compression %q", eo.Compression)
 	}
 	rc := cfg.Raftstore()
 	if rc.RaftBaseTickInterval != 50*time.Millisecond || rc.RegionMaxSize != 96<<10 || rc.RegionSplitSize != 64<<10 || rc.SplitCheckTickTicks != 5 {
@@ -80,6 +84,7 @@ func TestValidate(t *testing.T) {
 		"negative ticks":      func(c *Config) { c.SplitCheckTicks = -1 },
 		"tick below 1ms":      func(c *Config) { c.RaftBaseTickInterval.Duration = time.Microsecond },
 		"negative heartbeats": func(c *Config) { c.StoreHeartbeatInterval.Duration = -time.Second },
+		"unknown compression": func(c *Config) { c.KVCompression = "lz4" },
 	} {
 		cfg := Default()
 		mutate(&cfg)

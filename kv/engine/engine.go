@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/gogo/protobuf/proto"
 
 	"github.com/regionkv/regionkv/kv/raftlog"
@@ -24,6 +25,9 @@ type Options struct {
 	MemTableSize int64
 	// BlockCacheSize of the kv DB.
 	BlockCacheSize int64
+	// Compression of the kv DB's table blocks: "none" (or ""), "snappy" or
+	// "zstd". See compressions.
+	Compression string
 	// ValueLogFileSize of the kv DB.
 	ValueLogFileSize int64
 	// RaftSegmentSize is the size of the raft log's segment files
@@ -73,6 +77,9 @@ type Engines struct {
 // the raft log and then removed.
 func Open(dir string, opts Options) (*Engines, error) {
 	opts = opts.withDefaults()
+	if err := CheckCompression(opts.Compression); err != nil {
+		return nil, err
+	}
 	raftPath, kvPath := filepath.Join(dir, "raftlog"), filepath.Join(dir, "kv")
 	if err := os.MkdirAll(kvPath, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
@@ -105,7 +112,28 @@ func badgerOptions(path string, opts Options) badger.Options {
 		WithValueLogFileSize(opts.ValueLogFileSize).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
-		WithBlockCacheSize(opts.BlockCacheSize)
+		WithBlockCacheSize(opts.BlockCacheSize).
+		WithCompression(compressions[opts.Compression]) // checked by Open
+}
+
+// compressions maps Options.Compression to Badger's compression of table
+// blocks. The default is none, not Badger's Snappy: a table is compressed
+// block by block when a memtable is flushed and again at every compaction,
+// and on the stores' few CPUs that was a sixth of their CPU while a 128 MiB
+// memtable was being flushed (docs/BENCHMARKS.md), CPU the raft rounds need.
+// TiKV leaves its upper levels uncompressed for that reason; Badger has one
+// setting for all levels. Each table records how it was compressed, so the
+// setting can change between restarts.
+var compressions = map[string]options.CompressionType{
+	"": options.None, "none": options.None, "snappy": options.Snappy, "zstd": options.ZSTD,
+}
+
+// CheckCompression reports whether Options takes name as its Compression.
+func CheckCompression(name string) error {
+	if _, ok := compressions[name]; !ok {
+		return fmt.Errorf("engine: unknown compression %q (want none, snappy or zstd)", name)
+	}
+	return nil
 }
 
 // Close closes the raft log and the kv DB.

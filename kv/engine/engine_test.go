@@ -2,12 +2,14 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -332,5 +334,80 @@ func TestImportLegacyRaftDB(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "raft.imported")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the half-removed imported DB is still there: %v", err)
+	}
+}
+
+// TestCompression: the kv DB's tables are uncompressed by default, a DB
+// whose tables were compressed opens and reads back under the default, and
+// an unknown compression is refused before anything is opened.
+func TestCompression(t *testing.T) {
+	dir := t.TempDir()
+	value := bytes.Repeat([]byte("regionkv "), 100) // compresses well
+	write := func(opts Options, prefix string) {
+		t.Helper()
+		e, err := Open(dir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wb WriteBatch
+		for i := range 2000 {
+			wb.Set(fmt.Appendf(nil, "%s%05d", prefix, i), value)
+			if wb.Len() == 100 {
+				if err := wb.Commit(e.KV); err != nil {
+					t.Fatal(err)
+				}
+				wb.Reset()
+			}
+		}
+		if err := e.Close(); err != nil { // flushes the memtable to a table
+			t.Fatal(err)
+		}
+	}
+	snappy := testOptions()
+	snappy.Compression = "snappy"
+	write(snappy, "a")
+	write(testOptions(), "b")
+
+	e, err := Open(dir, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	tables := e.KV.Tables()
+	if len(tables) != 2 {
+		t.Fatalf("%d tables, want one per Open: %+v", len(tables), tables)
+	}
+	slices.SortFunc(tables, func(a, b badger.TableInfo) int { return cmp.Compare(a.ID, b.ID) })
+	if first := tables[0]; first.OnDiskSize*4 > first.UncompressedSize {
+		t.Errorf("the snappy table takes %d bytes for %d: not compressed", first.OnDiskSize, first.UncompressedSize)
+	}
+	if second := tables[1]; second.OnDiskSize < second.UncompressedSize {
+		t.Errorf("the default's table takes %d bytes for %d: compressed", second.OnDiskSize, second.UncompressedSize)
+	}
+	err = e.KV.View(func(txn *badger.Txn) error {
+		for _, k := range []string{"a00000", "a01999", "b00000", "b01999"} {
+			item, err := txn.Get([]byte(k))
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			if v, err := item.ValueCopy(nil); err != nil || !bytes.Equal(v, value) {
+				return fmt.Errorf("%s: %d bytes, %v", k, len(v), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	bad := testOptions()
+	bad.Compression = "lz4"
+	other := t.TempDir()
+	if e, err := Open(other, bad); err == nil {
+		e.Close()
+		t.Fatal("Open took compression lz4")
+	}
+	if ents, _ := os.ReadDir(other); len(ents) != 0 {
+		t.Errorf("a refused Open left %d files behind", len(ents))
 	}
 }
