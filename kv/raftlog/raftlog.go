@@ -181,6 +181,7 @@ type Log struct {
 
 	syncs, syncNanos atomic.Uint64
 
+	fills      atomic.Uint64 // spares zero-filled, for tests
 	fillReq    chan struct{} // wakes the spare filler
 	stopc      chan struct{} // closed by Close
 	fillerDone chan struct{}
@@ -485,7 +486,9 @@ func (l *Log) Write(b *Batch, sync bool) error {
 		return err
 	}
 	if rotated {
-		if err := l.purge(); err != nil {
+		err := l.purge()
+		l.wakeFiller() // after the purge, which may have recycled a spare
+		if err != nil {
 			return err
 		}
 	}

@@ -217,6 +217,13 @@ func TestRotateAndPurge(t *testing.T) {
 	if l.active.id < 10 {
 		t.Fatalf("only %d segments were started: the test proves little", l.active.id)
 	}
+	// The later spares came from the purges. Zero-filled: Open's (taken by
+	// segment 1), one for the first rotation and one for the second (the
+	// first rotation's purge had nothing to recycle). A filler asked before
+	// the purges made a fourth.
+	if n := l.fills.Load(); n > 3 {
+		t.Errorf("%d spares zero-filled over %d rotations, want at most 3", n, l.active.id-1)
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
