@@ -9,7 +9,8 @@
 // flush and compactions, and each log-GC deletion a tombstone doing the same;
 // with 16 regions Badger's write path was a quarter of a store's CPU
 // (docs/BENCHMARKS.md). Here a raft round's writes are one write() of one
-// record and one fdatasync.
+// record and one fdatasync; the write is direct (O_DIRECT, see direct.go)
+// where the file system allows it.
 //
 // # Files
 //
@@ -118,6 +119,9 @@ type Options struct {
 	SegmentSize int64
 	// Logger receives recovery and rotation notices; nil means slog.Default().
 	Logger *slog.Logger
+	// DisableDirectIO appends through the page cache, as on a file system
+	// that refuses O_DIRECT (direct.go).
+	DisableDirectIO bool
 }
 
 // loc is where one entry's encoding lies.
@@ -150,6 +154,7 @@ func (r *regionLog) size() int64 {
 type segment struct {
 	id   uint64
 	f    *os.File
+	dw   *directWriter // appends, if the file system takes O_DIRECT (direct.go)
 	size int64
 	// rotateAt is the size past which the segment rotates: SegmentSize
 	// beyond its checkpoint, so that a big checkpoint cannot make every
@@ -507,7 +512,12 @@ func (l *Log) writeLocked(b *Batch) (ticket uint64, rotated bool, err error) {
 		return 0, false, err // not sticky: the log is intact
 	}
 	buf := b.buf
-	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
+	if seg.dw != nil {
+		err = seg.dw.write(buf, seg.size)
+	} else {
+		_, err = seg.f.WriteAt(buf, seg.size)
+	}
+	if err != nil {
 		l.err = fmt.Errorf("raftlog: write %s: %w", seg.f.Name(), err)
 		return 0, false, l.err
 	}
@@ -574,6 +584,8 @@ func (l *Log) SyncStats() (syncs uint64, total time.Duration) {
 // can end in anything but a whole record.
 func (l *Log) rotateLocked() error {
 	old := l.active
+	old.dw.close()
+	l.active.dw = nil
 	if err := old.f.Truncate(old.size); err != nil {
 		return fmt.Errorf("raftlog: %w", err)
 	}
@@ -638,18 +650,23 @@ func (l *Log) startSegment(id uint64, rewrite bool) error {
 	if err == nil {
 		err = SyncDir(l.dir)
 	}
+	var dw *directWriter
+	if err == nil && !l.opts.DisableDirectIO {
+		dw, err = openDirect(l.path(id), int64(len(buf)), buf)
+	}
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("raftlog: start segment: %w", err)
 	}
 	if !cp.Empty() {
 		if err := l.applyRecord(id, fileHeader+recHeader, cp.buf[recHeader:]); err != nil {
+			dw.close()
 			f.Close()
 			return fmt.Errorf("raftlog: %w: the carried-forward batch does not decode: %v", ErrCorrupt, err)
 		}
 	}
 	l.files[id] = f
-	l.active = segment{id: id, f: f, size: int64(len(buf)), rotateAt: int64(len(buf)) + l.opts.SegmentSize}
+	l.active = segment{id: id, f: f, dw: dw, size: int64(len(buf)), rotateAt: int64(len(buf)) + l.opts.SegmentSize}
 	return nil
 }
 
@@ -847,6 +864,8 @@ func (l *Log) Close() error {
 
 // closeFiles closes the segments and releases the directory lock.
 func (l *Log) closeFiles() {
+	l.active.dw.close()
+	l.active.dw = nil
 	for id, f := range l.files {
 		f.Close()
 		delete(l.files, id)
