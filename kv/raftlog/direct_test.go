@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -50,7 +51,7 @@ func TestDirectWriter(t *testing.T) {
 			t.Fatal(err)
 		}
 		end := (len(want) + directAlign - 1) &^ (directAlign - 1)
-		if len(got) != end || !bytes.Equal(got[:len(want)], want) || bytes.ContainsFunc(got[len(want):], func(r rune) bool { return r != 0 }) {
+		if len(got) != end || !bytes.Equal(got[:len(want)], want) || slices.ContainsFunc(got[len(want):], func(c byte) bool { return c != 0 }) {
 			t.Fatalf("after write %d (%d bytes): file of %d bytes, want %d bytes of records and zeros to %d", i, size, len(got), len(want), end)
 		}
 		cached = make([]byte, len(want))
