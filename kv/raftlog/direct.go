@@ -19,7 +19,11 @@ import (
 // next block boundary; those zeros lie past the segment's end, where replay
 // stops anyway (a record that does not verify ends the newest segment) and
 // which rotation cuts. Rewriting a block that holds acknowledged records is
-// what the page cache's writeback does as well: it writes whole pages.
+// what the page cache's writeback does as well: it writes whole pages. The
+// write holds the log's lock while the disk takes it (a page-cache write
+// held it for a copy), so raft workers writing at once now queue for the
+// disk before they share one fdatasync; with one worker per 4 CPUs that is
+// rare, and moving the write out of the lock is left for when it is not.
 //
 // The checkpoint that starts a segment, the reads and the syncs go through
 // the segment's ordinary descriptor, so the page cache and O_DIRECT meet on
