@@ -22,8 +22,8 @@ import (
 // what the page cache's writeback does as well: it writes whole pages. The
 // write holds the log's lock while the disk takes it (a page-cache write
 // held it for a copy), so raft workers writing at once now queue for the
-// disk before they share one fdatasync; with one worker per 4 CPUs that is
-// rare, and moving the write out of the lock is left for when it is not.
+// disk before they share one fdatasync. A store has one worker per 4 CPUs;
+// on a machine with several, moving the write out of the lock may pay.
 //
 // The checkpoint that starts a segment, the reads and the syncs go through
 // the segment's ordinary descriptor, so the page cache and O_DIRECT meet on
