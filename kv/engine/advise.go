@@ -85,6 +85,13 @@ type mapping struct {
 	line       string
 }
 
+// isBadgerLog reports whether name is one of Badger's logs: a memtable's
+// write-ahead log (*.mem) or a value log (*.vlog).
+func isBadgerLog(name string) bool {
+	ext := filepath.Ext(name)
+	return ext == ".mem" || ext == ".vlog"
+}
+
 // logMappings parses /proc/self/maps ("start-end perms offset dev inode
 // path") for the mappings of Badger logs (*.mem, *.vlog) directly in dirs.
 func logMappings(maps []byte, dirs []string) []mapping {
@@ -101,7 +108,7 @@ func logMappings(maps []byte, dirs []string) []mapping {
 			continue
 		}
 		path := string(line[i:])
-		if ext := filepath.Ext(path); ext != ".mem" && ext != ".vlog" || !slices.Contains(dirs, filepath.Dir(path)) {
+		if !isBadgerLog(path) || !slices.Contains(dirs, filepath.Dir(path)) {
 			continue
 		}
 		addrs, _, _ := bytes.Cut(line, []byte{' '})

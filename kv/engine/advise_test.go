@@ -116,7 +116,7 @@ func kvLogSmaps(t *testing.T, dir string) []logSmaps {
 		case len(f) >= 5 && strings.Contains(f[0], "-"): // a mapping's header
 			cur = nil
 			if len(f) >= 6 {
-				if ext := filepath.Ext(f[5]); (ext == ".mem" || ext == ".vlog") && filepath.Dir(f[5]) == filepath.Join(dir, "kv") {
+				if isBadgerLog(f[5]) && filepath.Dir(f[5]) == filepath.Join(dir, "kv") {
 					out = append(out, logSmaps{path: f[5]})
 					cur = &out[len(out)-1]
 				}

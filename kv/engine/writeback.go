@@ -32,7 +32,7 @@ const writebackInterval = 100 * time.Millisecond
 func writeOut(dir string) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if ext := filepath.Ext(e.Name()); ext != ".mem" && ext != ".vlog" {
+		if !isBadgerLog(e.Name()) {
 			continue
 		}
 		f, err := os.Open(filepath.Join(dir, e.Name()))
