@@ -7,7 +7,7 @@ BIN       := bin
 TEST_FLAGS ?= -race -timeout 20m
 LONG_FLAGS ?= -timeout 60m
 
-.PHONY: help build test test-long test-cluster bench bench-compare proto verify fmt vet check-proto playground clean
+.PHONY: help build test test-long test-cluster bench bench-compare proto verify fmt vet cross check-proto playground clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -41,12 +41,20 @@ fmt: ## gofmt every Go file.
 vet:
 	$(GO) vet $(PKGS)
 
+# The store is built for Linux and also compiles (untested) for macOS and the
+# BSDs; the client, the scheduler and the tools build for Windows too.
+WINDOWS_PKGS := ./kv/client/... ./cmd/regionkv-ctl ./cmd/regionkv-bench ./cmd/regionkv-scheduler
+
+cross: ## Type-check everything (tests too) for macOS, and build the client side for Windows.
+	GOOS=darwin GOARCH=arm64 $(GO) vet $(PKGS)
+	GOOS=windows $(GO) build -o /dev/null $(WINDOWS_PKGS)
+
 check-proto: ## Fail if the generated code is not what `make proto` produces.
 	@if command -v protoc >/dev/null; then \
 		./scripts/genproto.sh && git diff --exit-code -- proto/ || { echo "generated code is stale: run make proto"; exit 1; }; \
 	else echo "protoc not installed: skipping the generated-code check"; fi
 
-verify: vet check-proto ## gofmt, go vet and the generated-code drift check.
+verify: vet cross check-proto ## gofmt, go vet (here and cross-compiled) and the generated-code drift check.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 playground: build ## A scheduler and three stores on loopback, in the foreground (Ctrl-C stops them).

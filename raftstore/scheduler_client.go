@@ -2,7 +2,6 @@ package raftstore
 
 import (
 	"context"
-	"syscall"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -207,10 +206,8 @@ func (s *Store) storeStats(start time.Time) *schedulerpb.StoreStats {
 			stats.LeaderCount++
 		}
 	}
-	var fs syscall.Statfs_t
-	if syscall.Statfs(s.engines.Dir, &fs) == nil {
-		stats.Capacity = fs.Blocks * uint64(fs.Bsize)
-		stats.Available = fs.Bavail * uint64(fs.Bsize)
+	if capacity, available, ok := diskSpace(s.engines.Dir); ok {
+		stats.Capacity, stats.Available = capacity, available
 	}
 	stats.UsedSize = engineSize(s.engines)
 	return stats

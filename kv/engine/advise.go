@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Badger writes its memtable logs and value logs through shared memory
@@ -71,11 +69,9 @@ func (a *advisor) advise() {
 		if a.seen[m.line] {
 			continue
 		}
-		// Addresses come from the kernel, not from a Go pointer, so this
-		// goes through the raw syscall. If the mapping went away meanwhile
-		// the call fails or advises whatever took its place, which a
-		// read-ahead hint cannot harm.
-		unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, unix.MADV_RANDOM)
+		// If the mapping went away meanwhile the call fails or advises
+		// whatever took its place, which a read-ahead hint cannot harm.
+		adviseRandom(m.start, m.end-m.start)
 	}
 	a.seen = seen
 }

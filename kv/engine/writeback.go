@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Badger appends every kv write to its memtable's log through a shared
@@ -39,7 +37,7 @@ func writeOut(dir string) {
 		if err != nil {
 			continue // flushed to a table and deleted meanwhile
 		}
-		_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+		startWriteOut(f)
 		f.Close()
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // Direct appends. The active segment's records are written with O_DIRECT,
@@ -30,8 +28,8 @@ import (
 // the same file; Linux writes back and drops the cached pages a direct
 // write covers, so a read after it sees the write. Where the file system
 // refuses O_DIRECT (at open, or at a first write that rewrites the block the
-// segment ends in as it is), or with Options.DisableDirectIO, the log
-// appends through the page cache.
+// segment ends in as it is), with Options.DisableDirectIO, and on systems
+// other than Linux (sys_unix.go), the log appends through the page cache.
 
 // directAlign is the alignment of a direct write's offset, length and
 // buffer: the largest logical block size of common disks.
@@ -49,8 +47,11 @@ type directWriter struct {
 // starts in the file, and written must reach back to the block boundary). It
 // returns nil, and no error, where the file system takes no O_DIRECT.
 func openDirect(path string, size int64, written []byte) (*directWriter, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0)
-	if errors.Is(err, unix.EINVAL) {
+	if oDirect == 0 {
+		return nil, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|oDirect, 0)
+	if noDirectIO(err) {
 		return nil, nil
 	}
 	if err != nil {
@@ -64,7 +65,7 @@ func openDirect(path string, size int64, written []byte) (*directWriter, error) 
 	d := &directWriter{f: f, tail: append(make([]byte, 0, directAlign), written[len(written)-keep:]...)}
 	if err := d.write(nil, size); err != nil {
 		f.Close()
-		if errors.Is(err, unix.EINVAL) {
+		if noDirectIO(err) {
 			return nil, nil
 		}
 		return nil, err

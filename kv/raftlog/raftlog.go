@@ -83,7 +83,6 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
-	"golang.org/x/sys/unix"
 
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
 )
@@ -266,7 +265,7 @@ func lockDir(dir string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := lockFile(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("raftlog: lock %s (is another store using it?): %w", dir, err)
 	}
@@ -885,18 +884,4 @@ func SyncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
-}
-
-// fdatasync flushes f's data, and its size when that changed.
-func fdatasync(f *os.File) error {
-	for {
-		err := unix.Fdatasync(int(f.Fd()))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("raftlog: fdatasync %s: %w", f.Name(), err)
-		}
-		return nil
-	}
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // Spare segments. An fdatasync after an append that grows a file, or that
@@ -76,12 +74,7 @@ func (l *Log) fillSpare() error {
 		// With one sync of the whole file at the end, a synced 3 KB write
 		// made during the fill took up to 85-96 ms on the bench machine's
 		// disk; chunk by chunk, at most 5-7 ms (and the fill 20% longer).
-		// A file system without sync_file_range only loses the pacing; a
-		// write error must be returned here, as the call consumes it and
-		// the Sync below would not see it.
-		err := unix.SyncFileRange(int(f.Fd()), n, int64(len(chunk)),
-			unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
-		if err != nil && err != unix.ENOSYS && err != unix.EINVAL && err != unix.EOPNOTSUPP {
+		if err := writeOutRange(f, n, int64(len(chunk))); err != nil {
 			return fmt.Errorf("raftlog: fill spare: %w", err)
 		}
 	}
