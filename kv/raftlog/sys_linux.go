@@ -18,10 +18,6 @@ const oDirect = unix.O_DIRECT
 // noDirectIO reports whether err is a file system's refusal of O_DIRECT.
 func noDirectIO(err error) bool { return errors.Is(err, unix.EINVAL) }
 
-// lockFile takes an exclusive lock on f, or fails at once if another
-// process holds it.
-func lockFile(f *os.File) error { return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) }
-
 // fdatasync flushes f's data, and its size when that changed.
 func fdatasync(f *os.File) error {
 	for {

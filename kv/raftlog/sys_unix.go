@@ -5,8 +5,6 @@ package raftlog
 import (
 	"fmt"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // The fallbacks of sys_linux.go on other Unix systems (macOS, the BSDs), for
@@ -16,8 +14,6 @@ import (
 const oDirect = 0
 
 func noDirectIO(error) bool { return false }
-
-func lockFile(f *os.File) error { return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) }
 
 // fdatasync flushes f with File.Sync, which on macOS asks the disk to flush
 // its cache too (F_FULLFSYNC), as Linux's fdatasync does.
