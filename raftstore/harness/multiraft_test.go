@@ -74,6 +74,42 @@ func TestBasicConfChange(t *testing.T) {
 	waitEngine(t, c, 2, "after-leader-removal", "x")
 }
 
+// TestStaleMemberElectsNewPeer: a member cut off while the region changed
+// around it comes back knowing none of the region's other members. Its
+// region still lists the peers that were removed; the one other member,
+// added meanwhile, needs its vote. The stale member must take the new
+// peer's messages (they carry a newer conf version) rather than drop them
+// as coming from a stranger, or neither can ever lead.
+func TestStaleMemberElectsNewPeer(t *testing.T) {
+	c := New(t, Options{Stores: 4})
+	c.MustPut([]byte("k0"), []byte("v0"))
+	c.MustRemovePeer(firstRegionID, peerOn(c, firstRegionID, 4))
+	c.MustNonePeer(firstRegionID, 4)
+	c.MustTransferLeader(firstRegionID, peerOn(c, firstRegionID, 1))
+
+	// Store 3 sees none of what follows: a peer added on store 4, and
+	// stores 1 and 2 removed, leaving {store 3, store 4}.
+	c.Network().Isolate(3)
+	p4 := c.NewPeer(4)
+	c.MustAddPeer(firstRegionID, p4)
+	c.MustHavePeer(firstRegionID, 4)
+	c.MustTransferLeader(firstRegionID, p4)
+	for _, id := range []uint64{1, 2} {
+		c.MustRemovePeer(firstRegionID, peerOn(c, firstRegionID, id))
+		c.MustNonePeer(firstRegionID, id)
+	}
+	if st, ok := c.PeerStatus(3, firstRegionID); !ok || hasPeer(st.Region, p4.Id) {
+		t.Fatalf("store 3's region should not know peer %d yet: %+v", p4.Id, st)
+	}
+
+	c.Network().Heal()
+	c.MustPut([]byte("k1"), []byte("v1"))
+	waitEngine(t, c, 3, "k1", "v1")
+	if st, _ := c.PeerStatus(3, firstRegionID); !hasPeer(st.Region, p4.Id) || hasPeer(st.Region, firstPeerID+1) {
+		t.Fatalf("store 3's region after healing: %v", st.Region)
+	}
+}
+
 func waitEngine(t *testing.T, c *Cluster, storeID uint64, key, want string) {
 	t.Helper()
 	c.Eventually(15*time.Second, func() error {
