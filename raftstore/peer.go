@@ -327,13 +327,6 @@ func (p *peer) validateRaftMessage(msg *rspb.RaftMessage) error {
 		return fmt.Errorf("message for peer %d/%d, this is peer %d", msg.ToPeer.Id, m.To, p.meta.Id)
 	case m.From != msg.FromPeer.Id || m.From == 0:
 		return fmt.Errorf("message from %d claims to be from peer %d", msg.FromPeer.Id, m.From)
-	case !p.isMember(m.From) && !epochNewer(msg.RegionEpoch, p.region().RegionEpoch, false):
-		// A sender this peer does not know is a stranger only if its region
-		// is no newer than ours (an older one got a tombstone in
-		// maybeStale). With a newer conf version it was added by a change
-		// this peer has not applied yet, and may be the leader that would
-		// bring it, or a candidate that needs its vote.
-		return fmt.Errorf("message from peer %d, not a member of the region", m.From)
 	}
 	switch m.Type {
 	case raftpb.MsgApp:

@@ -23,6 +23,8 @@ import (
 //   - A message from a peer that is no longer a member, carrying an older
 //     conf_ver, gets a tombstone message back, so that a removed peer which
 //     missed its own removal learns it.
+//   - A message from a non-member carrying the same conf_ver: dropped.
+//     (One carrying a newer conf_ver is stepped: see below.)
 func (p *peer) maybeStale(msg *rspb.RaftMessage) bool {
 	to, from := msg.GetToPeer(), msg.GetFromPeer()
 	if to == nil || from == nil {
@@ -41,8 +43,17 @@ func (p *peer) maybeStale(msg *rspb.RaftMessage) bool {
 		}
 		return true
 	}
-	if p.ps.isInitialized() && !p.isMember(from.Id) && epochNewer(p.region().RegionEpoch, msg.RegionEpoch, false) {
-		region := p.region()
+	if p.isMember(from.Id) {
+		return false
+	}
+	// A sender our region does not list: removed, if its region is older
+	// than ours (tell it); a stranger, if it is as old; added by a change
+	// this peer has not applied yet, if it is newer. That one may be the
+	// leader that would bring the change, or a candidate that needs this
+	// peer's vote, so its messages are stepped.
+	region := p.region()
+	switch {
+	case epochNewer(region.RegionEpoch, msg.RegionEpoch, false):
 		_ = p.store.trans.Send(&rspb.RaftMessage{
 			RegionId:    region.Id,
 			FromPeer:    p.meta,
@@ -52,6 +63,9 @@ func (p *peer) maybeStale(msg *rspb.RaftMessage) bool {
 			StartKey:    region.StartKey,
 			EndKey:      region.EndKey,
 		})
+		return true
+	case !epochNewer(msg.RegionEpoch, region.RegionEpoch, false):
+		p.log.Warn("dropping raft message", "err", fmt.Errorf("message from peer %d, not a member of the region", from.Id))
 		return true
 	}
 	return false
