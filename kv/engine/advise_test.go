@@ -43,10 +43,11 @@ func TestLogsReadRandom(t *testing.T) {
 	e := openAt(t, t.TempDir(), testOptions())
 	defer e.Close()
 	firstMem := newestID(t, filepath.Join(e.Dir, "kv"), ".mem")
-	// 8 MiB memtables and 1 MiB value logs: ~17 MiB rotates both kinds of
-	// log.
-	small, large := bytes.Repeat([]byte{'v'}, 300), bytes.Repeat([]byte{'v'}, 8<<10)
-	for round := range 1000 {
+	// 8 MiB memtables and 1 MiB value logs: ~10 MiB of small values (kept
+	// in the memtable) and 20 MiB of large ones (in the value log) rotate
+	// both kinds of log.
+	small, large := bytes.Repeat([]byte{'v'}, 120), bytes.Repeat([]byte{'v'}, 8<<10)
+	for round := range 2500 {
 		var wb WriteBatch
 		for i := range 32 {
 			k := DataKey('d', fmt.Appendf(nil, "k%08d", round*32+i))

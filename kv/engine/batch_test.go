@@ -339,7 +339,10 @@ func TestGetters(t *testing.T) {
 }
 
 func TestWriteBatchTooLarge(t *testing.T) {
-	e := newEngines(t)
+	opts := testOptions()
+	opts.ValueThreshold = MaxValueThreshold // Badger counts a value log's values as their pointers
+	e := openAt(t, t.TempDir(), opts)
+	defer e.Close()
 	// testOptions' 8 MB memtables limit one transaction to ~1.2 MB.
 	const n, valSize = 2000, 1 << 10
 	val := bytes.Repeat([]byte{'v'}, valSize)

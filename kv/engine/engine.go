@@ -1,11 +1,15 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -30,6 +34,11 @@ type Options struct {
 	Compression string
 	// ValueLogFileSize of the kv DB.
 	ValueLogFileSize int64
+	// ValueThreshold is the size from which the kv DB keeps a value in its
+	// value log, with only the key and a pointer in the LSM tree (Badger's
+	// key-value separation, after WiscKey); 0 means DefaultValueThreshold.
+	// It must not exceed MaxValueThreshold nor 15% of MemTableSize.
+	ValueThreshold int64
 	// RaftSegmentSize is the size of the raft log's segment files
 	// (raftlog.Options.SegmentSize).
 	RaftSegmentSize int64
@@ -37,10 +46,35 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// DefaultValueThreshold is the kv DB's ValueThreshold unless Options sets
+// one. A value of 128 bytes or more costs the LSM tree more than its 12-byte
+// pointer: every flush and compaction copies the value again, and the
+// memtable fills (and flushes) that much sooner (docs/ARCHITECTURE.md).
+const DefaultValueThreshold = 128
+
+// MaxValueThreshold is the largest ValueThreshold Badger accepts.
+const MaxValueThreshold = 1 << 20
+
+// CheckValueThreshold reports whether Badger takes o's ValueThreshold with
+// o's memtable size.
+func (o Options) CheckValueThreshold() error {
+	o = o.withDefaults()
+	switch {
+	case o.ValueThreshold < 0 || o.ValueThreshold > MaxValueThreshold:
+		return fmt.Errorf("%d bytes is not between 0 and %d", o.ValueThreshold, MaxValueThreshold)
+	case o.ValueThreshold > o.MemTableSize*15/100:
+		return fmt.Errorf("%d bytes is over 15%% of the %d-byte memtable", o.ValueThreshold, o.MemTableSize)
+	}
+	return nil
+}
+
 // SmallOptions suits tests and in-process clusters of several stores. Small
-// raft log segments make the harness rotate and purge them often.
+// raft log segments make the harness rotate and purge them often, and its
+// values (a few bytes) go to the value log from 8 bytes on, so that the
+// harness's scenarios keep both kinds of value.
 func SmallOptions() Options {
-	return Options{MemTableSize: 32 << 20, BlockCacheSize: 16 << 20, ValueLogFileSize: 64 << 20, RaftSegmentSize: 4 << 20}
+	return Options{MemTableSize: 32 << 20, BlockCacheSize: 16 << 20, ValueLogFileSize: 64 << 20,
+		ValueThreshold: 8, RaftSegmentSize: 4 << 20}
 }
 
 func (o Options) withDefaults() Options {
@@ -52,6 +86,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ValueLogFileSize == 0 {
 		o.ValueLogFileSize = 256 << 20
+	}
+	if o.ValueThreshold == 0 {
+		o.ValueThreshold = DefaultValueThreshold
 	}
 	if o.RaftSegmentSize == 0 {
 		o.RaftSegmentSize = raftlog.DefaultSegmentSize
@@ -70,6 +107,13 @@ type Engines struct {
 
 	advisor   *advisor
 	writeback *periodic // writeOut of the kv DB's logs (writeback.go)
+	valueGC   *periodic // collectValueLog (value_gc.go)
+	closing   chan struct{}
+	closeOnce sync.Once
+	logger    *slog.Logger
+
+	syncMu     sync.Mutex
+	syncedVlog map[string]bool // rotated value logs SyncKV has synced
 }
 
 // Open opens (creating if needed) the raft log and the kv DB under dir. A
@@ -77,6 +121,9 @@ type Engines struct {
 // the raft log and then removed.
 func Open(dir string, opts Options) (*Engines, error) {
 	opts = opts.withDefaults()
+	if err := opts.CheckValueThreshold(); err != nil {
+		return nil, fmt.Errorf("engine: value threshold: %w", err)
+	}
 	if err := CheckCompression(opts.Compression); err != nil {
 		return nil, err
 	}
@@ -97,8 +144,10 @@ func Open(dir string, opts Options) (*Engines, error) {
 		raftLog.Close()
 		return nil, fmt.Errorf("engine: open kv db %s: %w", kvPath, err)
 	}
-	e := &Engines{Raft: raftLog, KV: kvDB, Dir: dir, advisor: startAdvisor(kvPath)}
+	e := &Engines{Raft: raftLog, KV: kvDB, Dir: dir, advisor: startAdvisor(kvPath), logger: opts.Logger,
+		closing: make(chan struct{}), syncedVlog: map[string]bool{}}
 	e.writeback = runEvery(writebackInterval, func() { writeOut(kvPath) })
+	e.valueGC = runEvery(valueGCInterval, e.collectValueLog)
 	return e, nil
 }
 
@@ -110,6 +159,7 @@ func badgerOptions(path string, opts Options) badger.Options {
 		WithNumVersionsToKeep(1).
 		WithMemTableSize(opts.MemTableSize).
 		WithValueLogFileSize(opts.ValueLogFileSize).
+		WithValueThreshold(opts.ValueThreshold).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
 		WithBlockCacheSize(opts.BlockCacheSize).
@@ -138,6 +188,8 @@ func CheckCompression(name string) error {
 
 // Close closes the raft log and the kv DB.
 func (e *Engines) Close() error {
+	e.closeOnce.Do(func() { close(e.closing) })
+	e.valueGC.close()
 	e.advisor.close()
 	e.writeback.close()
 	return errors.Join(e.Raft.Close(), e.KV.Close())
@@ -150,10 +202,13 @@ func (e *Engines) WriteRaft(b *raftlog.Batch) error {
 }
 
 // SyncKV makes every write to the kv DB so far durable, even against power
-// loss. Badger's DB.Sync syncs only the active memtable's write-ahead log, so
-// a write that went into a memtable which has since been rotated out (and is
-// not yet flushed to a table) would be missed; SyncKV therefore also fsyncs
-// every memtable log file (Badger names them NNNNN.mem) in the kv directory.
+// loss. Badger's DB.Sync syncs only the active memtable's write-ahead log and
+// the active value log, and Badger does not sync a log it rotates out: a
+// write in a memtable log (NNNNN.mem) whose memtable is not yet flushed to a
+// table, or in an earlier value log (NNNNNN.vlog), would be missed. So
+// SyncKV also fsyncs every memtable log and every value log in the kv
+// directory. A value log is written only while it is the newest, so one
+// that SyncKV has synced with a newer one beside it is not synced again.
 func (e *Engines) SyncKV() error {
 	if err := e.KV.Sync(); err != nil {
 		return fmt.Errorf("engine: sync kv db: %w", err)
@@ -163,19 +218,50 @@ func (e *Engines) SyncKV() error {
 	if err != nil {
 		return err
 	}
+	vlogs, err := filepath.Glob(filepath.Join(dir, "*.vlog"))
+	if err != nil {
+		return err
+	}
+	// Zero-padded ids, the newest last (a longer name is a larger id).
+	slices.SortFunc(vlogs, func(a, b string) int { return cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b)) })
+	e.syncMu.Lock()
+	defer e.syncMu.Unlock()
+	synced := make(map[string]bool, len(vlogs))
+	for i, v := range vlogs {
+		if e.syncedVlog[v] {
+			synced[v] = true
+			continue
+		}
+		if err := syncFile(v); err != nil {
+			return err
+		}
+		if i < len(vlogs)-1 {
+			synced[v] = true
+		}
+	}
+	e.syncedVlog = synced // forgets the logs the value-log GC removed
 	for _, m := range mems {
-		f, err := os.Open(m)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // flushed to a table and deleted meanwhile: durable
+		if err := syncFile(m); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("engine: sync %s: %w", m, err)
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("engine: sync %s: %w", m, err)
-		}
+	}
+	return nil
+}
+
+// syncFile fsyncs the file at path. A file that is gone was flushed or
+// collected meanwhile: what it held is durable elsewhere.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("engine: sync %s: %w", path, err)
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("engine: sync %s: %w", path, err)
 	}
 	return nil
 }

@@ -144,7 +144,7 @@ func TestDBOptions(t *testing.T) {
 func TestOptionsDefaults(t *testing.T) {
 	d := Options{}.withDefaults()
 	if d.MemTableSize != 128<<20 || d.BlockCacheSize != 256<<20 || d.ValueLogFileSize != 256<<20 ||
-		d.RaftSegmentSize != raftlog.DefaultSegmentSize || d.Logger == nil {
+		d.ValueThreshold != DefaultValueThreshold || d.RaftSegmentSize != raftlog.DefaultSegmentSize || d.Logger == nil {
 		t.Fatalf("zero Options defaults = %+v", d)
 	}
 	s := SmallOptions()
@@ -343,6 +343,8 @@ func TestImportLegacyRaftDB(t *testing.T) {
 func TestCompression(t *testing.T) {
 	dir := t.TempDir()
 	value := bytes.Repeat([]byte("regionkv "), 100) // compresses well
+	// The values stay in the tables, not in the value log.
+	testOptions := func() Options { o := testOptions(); o.ValueThreshold = MaxValueThreshold; return o }
 	write := func(opts Options, prefix string) {
 		t.Helper()
 		e, err := Open(dir, opts)

@@ -19,10 +19,17 @@ func TestWritebackCleansLogs(t *testing.T) {
 	e := openAt(t, t.TempDir(), testOptions())
 	defer e.Close()
 	e.writeback.close() // the test writes out itself
-	value := bytes.Repeat([]byte{'v'}, 300)
+	// ~700 KB to the memtable's log and 480 KB to the value log: neither
+	// rotates (a rotated log is mapped again, and smaps no longer sees its
+	// dirty pages).
+	small, large := bytes.Repeat([]byte{'v'}, 100), bytes.Repeat([]byte{'v'}, 300)
 	for round := range 100 {
 		var wb WriteBatch
 		for i := range 32 {
+			value := small
+			if i%2 == 0 {
+				value = large
+			}
 			wb.Set(DataKey('d', fmt.Appendf(nil, "k%08d", round*32+i)), value)
 		}
 		if err := wb.Commit(e.KV); err != nil {

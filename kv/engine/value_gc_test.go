@@ -1,0 +1,105 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// vlogFiles returns the kv DB's value log files.
+func vlogFiles(t *testing.T, e *Engines) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(e.KV.Opts().Dir, "*.vlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestValueLogGC overwrites values kept in the value log and checks that
+// collecting the log removes files, and that every key still reads its
+// newest value.
+func TestValueLogGC(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions().withDefaults() // 1 MiB value logs
+	// One level-0 table is enough to compact, so that Flatten below moves
+	// the tables down and finds the overwritten values.
+	open := func() *Engines {
+		db, err := badger.Open(badgerOptions(dir, opts).WithNumLevelZeroTables(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Engines{KV: db, closing: make(chan struct{}), logger: opts.Logger}
+	}
+	const keys, rounds = 1500, 3
+	key := func(i int) []byte { return DataKey('d', fmt.Appendf(nil, "key-%05d", i)) }
+	val := func(i, round int) []byte { return bytes.Repeat([]byte{byte('a' + round)}, 1000+i%7) }
+
+	var wb WriteBatch
+	for r := range rounds {
+		e := open()
+		for i := range keys {
+			wb.Set(key(i), val(i, r))
+			if wb.Len() == 50 {
+				mustCommit(t, e.KV, &wb)
+			}
+		}
+		mustCommit(t, e.KV, &wb)
+		if err := e.KV.Close(); err != nil { // flushes the memtable into a table
+			t.Fatal(err)
+		}
+	}
+	e := open()
+	defer e.KV.Close()
+	if err := e.KV.Flatten(1); err != nil {
+		t.Fatal(err)
+	}
+	before := len(vlogFiles(t, e))
+	if before < rounds*keys*1000/(1<<20) {
+		t.Fatalf("%d value logs for %d MB of values: values are not in the value log", before, rounds*keys/1000)
+	}
+	e.collectValueLog()
+	after := len(vlogFiles(t, e))
+	t.Logf("value logs: %d before, %d after", before, after)
+	if after >= before {
+		t.Fatalf("value log GC removed no file: %d before, %d after", before, after)
+	}
+	for i := range keys {
+		if v, ok := getValue(t, e.KV, key(i)); !ok || !bytes.Equal(v, val(i, rounds-1)) {
+			t.Fatalf("key %d after GC: %d bytes %.8q, found %v", i, len(v), v, ok)
+		}
+	}
+}
+
+// TestSyncKVSyncsValueLogs checks that SyncKV syncs the value logs Badger
+// rotated out, and that it remembers them so that the next SyncKV does not
+// sync them again.
+func TestSyncKVSyncsValueLogs(t *testing.T) {
+	e := newEngines(t)
+	var wb WriteBatch
+	for i := range 3000 {
+		wb.Set(DataKey('d', fmt.Appendf(nil, "k%05d", i)), bytes.Repeat([]byte{'v'}, 1000))
+		if wb.Len() == 50 {
+			mustCommit(t, e.KV, &wb)
+		}
+	}
+	mustCommit(t, e.KV, &wb)
+	files := vlogFiles(t, e)
+	if len(files) < 2 {
+		t.Fatalf("%d value logs, want a rotated one", len(files))
+	}
+	if err := e.SyncKV(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(e.syncedVlog); got != len(files)-1 {
+		t.Fatalf("SyncKV remembers %d synced value logs, want the %d rotated ones of %v", got, len(files)-1, files)
+	}
+	for _, f := range files[:len(files)-1] {
+		if !e.syncedVlog[f] {
+			t.Fatalf("rotated value log %s not synced (synced: %v)", f, e.syncedVlog)
+		}
+	}
+}
