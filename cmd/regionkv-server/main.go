@@ -52,7 +52,6 @@ var usages = map[string]string{
 	"disable-huge-pages":       "do not advise the heap to use transparent huge pages (advised when the kernel's THP mode is madvise)",
 	"memtable-size":            "memtable size of the kv Badger DB (default 128MiB)",
 	"block-cache-size":         "block cache of the kv DB (default 256MiB)",
-	"value-threshold":          "values this size or larger go to the kv DB's value log, the LSM tree keeps a pointer (default 128B, at most 1MiB)",
 	"kv-compression":           "compression of the kv DB's tables: none (default), snappy or zstd",
 }
 

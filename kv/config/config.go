@@ -75,9 +75,6 @@ type Config struct {
 	// defaults, 128 MiB and 256 MiB).
 	MemTableSize   ByteSize `toml:"memtable-size"`
 	BlockCacheSize ByteSize `toml:"block-cache-size"`
-	// ValueThreshold is the size from which the kv DB keeps a value in its
-	// value log rather than its LSM tree (0: engine.DefaultValueThreshold).
-	ValueThreshold ByteSize `toml:"value-threshold"`
 	// KVCompression is how the kv DB compresses its tables: none (the
 	// default), snappy or zstd (engine.Options.Compression).
 	KVCompression string `toml:"kv-compression"`
@@ -164,9 +161,6 @@ func (cfg *Config) Validate() error {
 	if err := engine.CheckCompression(cfg.KVCompression); err != nil {
 		errs = append(errs, fmt.Errorf("kv-compression: %w", err))
 	}
-	if err := cfg.Engine(nil).CheckValueThreshold(); err != nil {
-		errs = append(errs, fmt.Errorf("value-threshold: %w", err))
-	}
 	if err := cfg.Raftstore().Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -200,7 +194,7 @@ func (cfg *Config) Raftstore() raftstore.Config {
 // Engine returns the engine options.
 func (cfg *Config) Engine(logger *slog.Logger) engine.Options {
 	return engine.Options{MemTableSize: int64(cfg.MemTableSize), BlockCacheSize: int64(cfg.BlockCacheSize),
-		ValueThreshold: int64(cfg.ValueThreshold), Compression: cfg.KVCompression, Logger: logger}
+		Compression: cfg.KVCompression, Logger: logger}
 }
 
 func setIf[T comparable](field *T, v T) {

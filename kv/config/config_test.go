@@ -40,7 +40,6 @@ region-max-size = "96KiB"
 region-split-size = "64KiB"
 split-check-ticks = 5
 kv-compression = "zstd"
-value-threshold = "1KiB"
 no-such-key = 1
 `
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
@@ -60,8 +59,8 @@ no-such-key = 1
 	if got := cfg.SchedulerAddrs(); !slices.Equal(got, []string{"127.0.0.1:1", "127.0.0.1:2"}) {
 		t.Errorf("scheduler addrs %v", got)
 	}
-	if eo := cfg.Engine(nil); eo.Compression != "zstd" || eo.ValueThreshold != 1024 {
-		t.Errorf("engine compression %q, value threshold %d", eo.Compression, eo.ValueThreshold)
+	if eo := cfg.Engine(nil); eo.Compression != "zstd" {
+		t.Errorf("engine compression %q", eo.Compression)
 	}
 	rc := cfg.Raftstore()
 	if rc.RaftBaseTickInterval != 50*time.Millisecond || rc.RegionMaxSize != 96<<10 || rc.RegionSplitSize != 64<<10 || rc.SplitCheckTickTicks != 5 {
@@ -74,22 +73,18 @@ no-such-key = 1
 
 func TestValidate(t *testing.T) {
 	for name, mutate := range map[string]func(*Config){
-		"no data dir":          func(c *Config) { c.DataDir = "" },
-		"bad addr":             func(c *Config) { c.Addr = "nope" },
-		"advertise port 0":     func(c *Config) { c.AdvertiseAddr = "10.0.0.1:0" },
-		"no scheduler":         func(c *Config) { c.Scheduler = " , " },
-		"bad scheduler":        func(c *Config) { c.Scheduler = "host" },
-		"bad log level":        func(c *Config) { c.LogLevel = "loud" },
-		"split above max":      func(c *Config) { c.RegionMaxSize, c.RegionSplitSize = 64<<10, 96<<10 },
-		"election <= hb":       func(c *Config) { c.RaftElectionTicks, c.RaftHeartbeatTicks = 2, 2 },
-		"negative ticks":       func(c *Config) { c.SplitCheckTicks = -1 },
-		"tick below 1ms":       func(c *Config) { c.RaftBaseTickInterval.Duration = time.Microsecond },
-		"negative heartbeats":  func(c *Config) { c.StoreHeartbeatInterval.Duration = -time.Second },
-		"unknown compression":  func(c *Config) { c.KVCompression = "lz4" },
-		"value threshold 2MiB": func(c *Config) { c.ValueThreshold = 2 << 20 },
-		"value threshold over 15% of memtable": func(c *Config) {
-			c.MemTableSize, c.ValueThreshold = 1<<20, 512<<10
-		},
+		"no data dir":         func(c *Config) { c.DataDir = "" },
+		"bad addr":            func(c *Config) { c.Addr = "nope" },
+		"advertise port 0":    func(c *Config) { c.AdvertiseAddr = "10.0.0.1:0" },
+		"no scheduler":        func(c *Config) { c.Scheduler = " , " },
+		"bad scheduler":       func(c *Config) { c.Scheduler = "host" },
+		"bad log level":       func(c *Config) { c.LogLevel = "loud" },
+		"split above max":     func(c *Config) { c.RegionMaxSize, c.RegionSplitSize = 64<<10, 96<<10 },
+		"election <= hb":      func(c *Config) { c.RaftElectionTicks, c.RaftHeartbeatTicks = 2, 2 },
+		"negative ticks":      func(c *Config) { c.SplitCheckTicks = -1 },
+		"tick below 1ms":      func(c *Config) { c.RaftBaseTickInterval.Duration = time.Microsecond },
+		"negative heartbeats": func(c *Config) { c.StoreHeartbeatInterval.Duration = -time.Second },
+		"unknown compression": func(c *Config) { c.KVCompression = "lz4" },
 	} {
 		cfg := Default()
 		mutate(&cfg)

@@ -1,14 +1,11 @@
 package engine
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
@@ -36,8 +33,10 @@ type Options struct {
 	ValueLogFileSize int64
 	// ValueThreshold is the size from which the kv DB keeps a value in its
 	// value log, with only the key and a pointer in the LSM tree (Badger's
-	// key-value separation, after WiscKey); 0 means DefaultValueThreshold.
-	// It must not exceed MaxValueThreshold nor 15% of MemTableSize.
+	// key-value separation, after WiscKey); 0 means DefaultValueThreshold,
+	// or 15% of MemTableSize if that is less. It must not exceed either.
+	// Tests only: below the default, a power loss can leave the kv DB
+	// inconsistent (DefaultValueThreshold).
 	ValueThreshold int64
 	// RaftSegmentSize is the size of the raft log's segment files
 	// (raftlog.Options.SegmentSize).
@@ -47,17 +46,19 @@ type Options struct {
 }
 
 // DefaultValueThreshold is the kv DB's ValueThreshold unless Options sets
-// one. A value of 128 bytes or more costs the LSM tree more than its 12-byte
-// pointer: every flush and compaction copies the value again, and the
-// memtable fills (and flushes) that much sooner (docs/ARCHITECTURE.md).
-const DefaultValueThreshold = 128
+// one: Badger's own default and largest, so that only values over 1 MiB go
+// to the value log. A lower threshold (tried at 128 bytes: 16-region puts
+// +12%, docs/BENCHMARKS.md) breaks the kv DB's crash recovery against power
+// loss: the memtable's log could keep a RaftApplyState whose entries' values
+// the value log lost (docs/ARCHITECTURE.md, Decisions).
+const DefaultValueThreshold = MaxValueThreshold
 
 // MaxValueThreshold is the largest ValueThreshold Badger accepts.
 const MaxValueThreshold = 1 << 20
 
-// CheckValueThreshold reports whether Badger takes o's ValueThreshold with
+// checkValueThreshold reports whether Badger takes o's ValueThreshold with
 // o's memtable size.
-func (o Options) CheckValueThreshold() error {
+func (o Options) checkValueThreshold() error {
 	o = o.withDefaults()
 	switch {
 	case o.ValueThreshold < 0 || o.ValueThreshold > MaxValueThreshold:
@@ -69,12 +70,9 @@ func (o Options) CheckValueThreshold() error {
 }
 
 // SmallOptions suits tests and in-process clusters of several stores. Small
-// raft log segments make the harness rotate and purge them often, and its
-// values (a few bytes) go to the value log from 8 bytes on, so that the
-// harness's scenarios keep both kinds of value.
+// raft log segments make the harness rotate and purge them often.
 func SmallOptions() Options {
-	return Options{MemTableSize: 32 << 20, BlockCacheSize: 16 << 20, ValueLogFileSize: 64 << 20,
-		ValueThreshold: 8, RaftSegmentSize: 4 << 20}
+	return Options{MemTableSize: 32 << 20, BlockCacheSize: 16 << 20, ValueLogFileSize: 64 << 20, RaftSegmentSize: 4 << 20}
 }
 
 func (o Options) withDefaults() Options {
@@ -88,7 +86,7 @@ func (o Options) withDefaults() Options {
 		o.ValueLogFileSize = 256 << 20
 	}
 	if o.ValueThreshold == 0 {
-		o.ValueThreshold = DefaultValueThreshold
+		o.ValueThreshold = min(DefaultValueThreshold, o.MemTableSize*15/100)
 	}
 	if o.RaftSegmentSize == 0 {
 		o.RaftSegmentSize = raftlog.DefaultSegmentSize
@@ -110,10 +108,10 @@ type Engines struct {
 	valueGC   *periodic // collectValueLog (value_gc.go)
 	closing   chan struct{}
 	closeOnce sync.Once
-	logger    *slog.Logger
-
-	syncMu     sync.Mutex
-	syncedVlog map[string]bool // rotated value logs SyncKV has synced
+	// valueGCSynced, if set (tests), runs when collectValueLog has synced
+	// its rewrites and Badger has not yet deleted the files.
+	valueGCSynced func()
+	logger        *slog.Logger
 }
 
 // Open opens (creating if needed) the raft log and the kv DB under dir. A
@@ -121,7 +119,7 @@ type Engines struct {
 // the raft log and then removed.
 func Open(dir string, opts Options) (*Engines, error) {
 	opts = opts.withDefaults()
-	if err := opts.CheckValueThreshold(); err != nil {
+	if err := opts.checkValueThreshold(); err != nil {
 		return nil, fmt.Errorf("engine: value threshold: %w", err)
 	}
 	if err := CheckCompression(opts.Compression); err != nil {
@@ -145,7 +143,7 @@ func Open(dir string, opts Options) (*Engines, error) {
 		return nil, fmt.Errorf("engine: open kv db %s: %w", kvPath, err)
 	}
 	e := &Engines{Raft: raftLog, KV: kvDB, Dir: dir, advisor: startAdvisor(kvPath), logger: opts.Logger,
-		closing: make(chan struct{}), syncedVlog: map[string]bool{}}
+		closing: make(chan struct{})}
 	e.writeback = runEvery(writebackInterval, func() { writeOut(kvPath) })
 	e.valueGC = runEvery(valueGCInterval, e.collectValueLog)
 	return e, nil
@@ -202,13 +200,12 @@ func (e *Engines) WriteRaft(b *raftlog.Batch) error {
 }
 
 // SyncKV makes every write to the kv DB so far durable, even against power
-// loss. Badger's DB.Sync syncs only the active memtable's write-ahead log and
-// the active value log, and Badger does not sync a log it rotates out: a
-// write in a memtable log (NNNNN.mem) whose memtable is not yet flushed to a
-// table, or in an earlier value log (NNNNNN.vlog), would be missed. So
-// SyncKV also fsyncs every memtable log and every value log in the kv
-// directory. A value log is written only while it is the newest, so one
-// that SyncKV has synced with a newer one beside it is not synced again.
+// loss. Badger's DB.Sync syncs only the active memtable's write-ahead log
+// and the newest value log (Badger syncs a value log when it rotates it out,
+// truncating it), so a write that went into a memtable which has since been
+// rotated out (and is not yet flushed to a table) would be missed; SyncKV
+// therefore also fsyncs every memtable log file (Badger names them
+// NNNNN.mem) in the kv directory.
 func (e *Engines) SyncKV() error {
 	if err := e.KV.Sync(); err != nil {
 		return fmt.Errorf("engine: sync kv db: %w", err)
@@ -218,50 +215,19 @@ func (e *Engines) SyncKV() error {
 	if err != nil {
 		return err
 	}
-	vlogs, err := filepath.Glob(filepath.Join(dir, "*.vlog"))
-	if err != nil {
-		return err
-	}
-	// Zero-padded ids, the newest last (a longer name is a larger id).
-	slices.SortFunc(vlogs, func(a, b string) int { return cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b)) })
-	e.syncMu.Lock()
-	defer e.syncMu.Unlock()
-	synced := make(map[string]bool, len(vlogs))
-	for i, v := range vlogs {
-		if e.syncedVlog[v] {
-			synced[v] = true
-			continue
-		}
-		if err := syncFile(v); err != nil {
-			return err
-		}
-		if i < len(vlogs)-1 {
-			synced[v] = true
-		}
-	}
-	e.syncedVlog = synced // forgets the logs the value-log GC removed
 	for _, m := range mems {
-		if err := syncFile(m); err != nil {
-			return err
+		f, err := os.Open(m)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // flushed to a table and deleted meanwhile: durable
 		}
-	}
-	return nil
-}
-
-// syncFile fsyncs the file at path. A file that is gone was flushed or
-// collected meanwhile: what it held is durable elsewhere.
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("engine: sync %s: %w", path, err)
-	}
-	err = f.Sync()
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("engine: sync %s: %w", path, err)
+		if err != nil {
+			return fmt.Errorf("engine: sync %s: %w", m, err)
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("engine: sync %s: %w", m, err)
+		}
 	}
 	return nil
 }
