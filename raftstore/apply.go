@@ -24,13 +24,27 @@ import (
 // sets its keys whatever they held. Applying the entries past the durable
 // RaftApplyState again, in order, on top of a state that already has some of
 // them, ends in the same state as applying them once.
+//
+// A value of the kv DB's ValueThreshold or more (1 MiB by default) goes
+// to Badger's value log, and only its pointer to the memtable's log beside
+// the RaftApplyState; the kernel writes those two logs back in any order.
+// So that a durable apply state never covers a value a power loss took, an
+// entry that wrote such a value is committed and synced before the next
+// entry applies (syncSeparated), and an admin entry's apply state is
+// written with it, in the same part.
 type kvWriter struct {
 	db    *badger.DB
 	txn   *badger.Txn
 	stats *storeStats
+
+	valueThreshold int          // the kv DB's ValueThreshold
+	syncKV         func() error // engine.Engines.SyncKV
+	separated      bool         // a value went to the value log since the last sync
 }
 
-func newKVWriter(db *badger.DB, stats *storeStats) *kvWriter { return &kvWriter{db: db, stats: stats} }
+func newKVWriter(db *badger.DB, syncKV func() error, stats *storeStats) *kvWriter {
+	return &kvWriter{db: db, stats: stats, valueThreshold: int(db.Opts().ValueThreshold), syncKV: syncKV}
+}
 
 func (w *kvWriter) ensure() {
 	if w.txn == nil {
@@ -59,6 +73,7 @@ func (w *kvWriter) write(key, val []byte, del bool) {
 			err = w.txn.Set(key, val)
 		}
 		if err == nil {
+			w.separated = w.separated || len(val) >= w.valueThreshold
 			return
 		}
 		if errors.Is(err, badger.ErrTxnTooBig) && attempt == 0 {
@@ -98,6 +113,20 @@ func (w *kvWriter) commit() {
 	}
 	w.stats.kvCommits.Add(1)
 	w.stats.kvCommitNanos.Add(uint64(time.Since(start)))
+}
+
+// syncSeparated commits the transaction and syncs the kv DB if the
+// transaction holds a value that went to the value log.
+func (w *kvWriter) syncSeparated() {
+	if !w.separated {
+		return
+	}
+	w.commit()
+	if err := w.syncKV(); err != nil {
+		fatalf("kv sync after a value log write: %v", err)
+	}
+	w.separated = false
+	w.stats.valueLogSyncs.Add(1)
 }
 
 // fatalf stops the process on a storage error: raft cannot continue past a
@@ -141,10 +170,18 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 			if err != nil {
 				panic(fmt.Sprintf("%s: undecodable committed entry %d: %v", p.ps.tag, e.Index, err))
 			}
-			mustPersist = mustPersist || cmd.AdminRequest != nil
+			admin := cmd.AdminRequest != nil
+			mustPersist = mustPersist || admin
 			ours := proposer == p.meta.Id
 			// Only a proposal of this peer has a callback to answer.
 			resp := p.applyCommand(w, cmd, ours)
+			if admin {
+				// With its effects, in the same transaction (kvWriter).
+				p.ps.applyState.AppliedIndex = e.Index
+				w.setMsg(engine.ApplyStateKey(p.regionID()), &p.ps.applyState)
+			} else {
+				w.syncSeparated()
+			}
 			if pr := p.proposals.resolve(e.Index, e.Term, seq, ours, stale); pr != nil {
 				done = append(done, appliedCallback{pr.cb, Result{Resp: resp}})
 				if e.Term == term {
@@ -162,6 +199,8 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 			}
 			mustPersist = true
 			resp := p.applyConfChange(w, &cc, cmd)
+			p.ps.applyState.AppliedIndex = e.Index
+			w.setMsg(engine.ApplyStateKey(p.regionID()), &p.ps.applyState)
 			if pr := p.proposals.resolve(e.Index, e.Term, seq, proposer == p.meta.Id, stale); pr != nil {
 				done = append(done, appliedCallback{pr.cb, Result{Resp: resp}})
 			}

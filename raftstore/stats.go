@@ -18,8 +18,11 @@ type Stats struct {
 	EntriesAppended uint64 // log entries written to the raft log
 	KVCommits       uint64 // kv-DB transactions of applied entries
 	KVCommitTime    time.Duration
-	EntriesApplied  uint64
-	LocalReads      uint64 // reads answered from a leader lease (lease.go)
+	// ValueLogSyncs are kv-DB syncs after an applied entry wrote a value to
+	// the value log (kvWriter.syncSeparated).
+	ValueLogSyncs  uint64
+	EntriesApplied uint64
+	LocalReads     uint64 // reads answered from a leader lease (lease.go)
 	// CommitAppendsHeld are a leader's commit-only appends held back, and
 	// CommitAppendsDropped those of them a later append made needless
 	// (held_appends.go).
@@ -31,7 +34,7 @@ type storeStats struct {
 	rounds, readyPeers                  atomic.Uint64
 	raftSyncs, raftSyncNanos, entries   atomic.Uint64
 	kvCommits, kvCommitNanos, appliedEn atomic.Uint64
-	localReads                          atomic.Uint64
+	localReads, valueLogSyncs           atomic.Uint64
 	heldApps, droppedApps               atomic.Uint64
 }
 
@@ -51,6 +54,7 @@ func (s *Store) Stats() Stats {
 		KVCommitTime:    time.Duration(st.kvCommitNanos.Load()),
 		EntriesApplied:  st.appliedEn.Load(),
 		LocalReads:      st.localReads.Load(),
+		ValueLogSyncs:   st.valueLogSyncs.Load(),
 
 		CommitAppendsHeld:    st.heldApps.Load(),
 		CommitAppendsDropped: st.droppedApps.Load(),

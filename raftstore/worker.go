@@ -28,7 +28,7 @@ type raftWorker struct {
 }
 
 func newRaftWorker(s *Store) *raftWorker {
-	return &raftWorker{store: s, kv: newKVWriter(s.engines.KV, &s.stats),
+	return &raftWorker{store: s, kv: newKVWriter(s.engines.KV, s.engines.SyncKV, &s.stats),
 		writeReq: make(chan struct{}), writeDone: make(chan struct{})}
 }
 
