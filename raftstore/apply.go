@@ -31,7 +31,10 @@ import (
 // So that a durable apply state never covers a value a power loss took, an
 // entry that wrote such a value is committed and synced before the next
 // entry applies (syncSeparated), and an admin entry's apply state is
-// written with it, in the same part.
+// written right after its effects, so that such a commit never separates
+// them (a transaction that outgrows Badger's limit just there still does).
+// A memtable log that Badger rotated out is not synced until SyncKV, which
+// leaves a gap of the same kind (docs/ARCHITECTURE.md, Decisions).
 type kvWriter struct {
 	db    *badger.DB
 	txn   *badger.Txn
