@@ -176,14 +176,7 @@ func TestValueLogWritesSynced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := BootstrapStore(eng, 1, 1); err != nil {
-		t.Fatal(err)
-	}
-	region := testRegion("a", "m")
-	region.Peers[0].StoreId = 1
-	if err := BootstrapRegion(eng, region); err != nil {
-		t.Fatal(err)
-	}
+	region := bootstrapRegionIn(t, eng)
 	put := func(s *Store, key, val string) {
 		mustExecute(t, s, region.Id, &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Put,
 			Put: &raft_cmdpb.PutRequest{Key: []byte(key), Value: []byte(val)}}, "put "+key)

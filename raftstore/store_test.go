@@ -259,6 +259,12 @@ func TestStartDeletesLeftoverEntries(t *testing.T) {
 func bootstrapOneRegion(t *testing.T) (*engine.Engines, *metapb.Region) {
 	t.Helper()
 	eng := openTestEngines(t)
+	return eng, bootstrapRegionIn(t, eng)
+}
+
+// bootstrapRegionIn bootstraps store 1 and region [a, m) in eng.
+func bootstrapRegionIn(t *testing.T, eng *engine.Engines) *metapb.Region {
+	t.Helper()
 	if err := BootstrapStore(eng, 1, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -267,5 +273,5 @@ func bootstrapOneRegion(t *testing.T) (*engine.Engines, *metapb.Region) {
 	if err := BootstrapRegion(eng, region); err != nil {
 		t.Fatal(err)
 	}
-	return eng, region
+	return region
 }
