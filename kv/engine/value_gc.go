@@ -8,7 +8,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// The kv DB keeps values of ValueThreshold bytes or more (by default, over
+// The kv DB keeps values of ValueThreshold bytes or more (by default,
 // 1 MiB) in its value log, and the LSM tree points at them. Overwriting or
 // deleting such a key leaves its old value in the log, so the engines
 // collect the value log every valueGCInterval: Badger rewrites the live
