@@ -205,7 +205,9 @@ func (e *Engines) WriteRaft(b *raftlog.Batch) error {
 // truncating it), so a write that went into a memtable which has since been
 // rotated out (and is not yet flushed to a table) would be missed; SyncKV
 // therefore also fsyncs every memtable log file (Badger names them
-// NNNNN.mem) in the kv directory.
+// NNNNN.mem) in the kv directory. Last it fsyncs the directory: Badger
+// does not when it creates a memtable or value log, so a power loss could
+// take a log's directory entry, and the log with it.
 func (e *Engines) SyncKV() error {
 	if err := e.KV.Sync(); err != nil {
 		return fmt.Errorf("engine: sync kv db: %w", err)
@@ -228,6 +230,9 @@ func (e *Engines) SyncKV() error {
 		if err != nil {
 			return fmt.Errorf("engine: sync %s: %w", m, err)
 		}
+	}
+	if err := raftlog.SyncDir(dir); err != nil {
+		return fmt.Errorf("engine: sync %s: %w", dir, err)
 	}
 	return nil
 }
