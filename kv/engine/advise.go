@@ -51,7 +51,7 @@ func startAdvisor(dirs ...string) *advisor {
 		a.dirs = append(a.dirs, d)
 	}
 	a.advise()
-	a.loop = runEvery(adviseInterval, a.advise)
+	a.loop = runEvery(adviseInterval, func(<-chan struct{}) { a.advise() })
 	return a
 }
 

@@ -40,7 +40,9 @@ func TestLogsReadRandom(t *testing.T) {
 	if _, err := os.Stat("/proc/self/smaps"); err != nil {
 		t.Skip("no /proc/self/smaps:", err)
 	}
-	e := openAt(t, t.TempDir(), testOptions())
+	opts := testOptions()
+	opts.ValueThreshold = 1 << 10 // the large values go to the value log
+	e := openAt(t, t.TempDir(), opts)
 	defer e.Close()
 	firstMem := newestID(t, filepath.Join(e.Dir, "kv"), ".mem")
 	// 8 MiB memtables and 1 MiB value logs: ~10 MiB of small values (kept

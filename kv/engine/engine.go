@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -56,19 +55,6 @@ const DefaultValueThreshold = MaxValueThreshold
 // MaxValueThreshold is the largest ValueThreshold Badger accepts.
 const MaxValueThreshold = 1 << 20
 
-// checkValueThreshold reports whether Badger takes o's ValueThreshold with
-// o's memtable size.
-func (o Options) checkValueThreshold() error {
-	o = o.withDefaults()
-	switch {
-	case o.ValueThreshold < 0 || o.ValueThreshold > MaxValueThreshold:
-		return fmt.Errorf("%d bytes is not between 0 and %d", o.ValueThreshold, MaxValueThreshold)
-	case o.ValueThreshold > o.MemTableSize*15/100:
-		return fmt.Errorf("%d bytes is over 15%% of the %d-byte memtable", o.ValueThreshold, o.MemTableSize)
-	}
-	return nil
-}
-
 // SmallOptions suits tests and in-process clusters of several stores. Small
 // raft log segments make the harness rotate and purge them often.
 func SmallOptions() Options {
@@ -106,8 +92,6 @@ type Engines struct {
 	advisor   *advisor
 	writeback *periodic // writeOut of the kv DB's logs (writeback.go)
 	valueGC   *periodic // collectValueLog (value_gc.go)
-	closing   chan struct{}
-	closeOnce sync.Once
 	// valueGCSynced, if set (tests), runs when collectValueLog has synced
 	// its rewrites and Badger has not yet deleted the files.
 	valueGCSynced func()
@@ -119,8 +103,8 @@ type Engines struct {
 // the raft log and then removed.
 func Open(dir string, opts Options) (*Engines, error) {
 	opts = opts.withDefaults()
-	if err := opts.checkValueThreshold(); err != nil {
-		return nil, fmt.Errorf("engine: value threshold: %w", err)
+	if opts.ValueThreshold < 0 { // Badger refuses one too large itself
+		return nil, fmt.Errorf("engine: value threshold %d is negative", opts.ValueThreshold)
 	}
 	if err := CheckCompression(opts.Compression); err != nil {
 		return nil, err
@@ -142,9 +126,8 @@ func Open(dir string, opts Options) (*Engines, error) {
 		raftLog.Close()
 		return nil, fmt.Errorf("engine: open kv db %s: %w", kvPath, err)
 	}
-	e := &Engines{Raft: raftLog, KV: kvDB, Dir: dir, advisor: startAdvisor(kvPath), logger: opts.Logger,
-		closing: make(chan struct{})}
-	e.writeback = runEvery(writebackInterval, func() { writeOut(kvPath) })
+	e := &Engines{Raft: raftLog, KV: kvDB, Dir: dir, advisor: startAdvisor(kvPath), logger: opts.Logger}
+	e.writeback = runEvery(writebackInterval, func(<-chan struct{}) { writeOut(kvPath) })
 	e.valueGC = runEvery(valueGCInterval, e.collectValueLog)
 	return e, nil
 }
@@ -186,7 +169,6 @@ func CheckCompression(name string) error {
 
 // Close closes the raft log and the kv DB.
 func (e *Engines) Close() error {
-	e.closeOnce.Do(func() { close(e.closing) })
 	e.valueGC.close()
 	e.advisor.close()
 	e.writeback.close()

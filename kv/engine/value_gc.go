@@ -28,9 +28,9 @@ const (
 	valueGCDiscardRatio = 0.5
 )
 
-// collectValueLog rewrites value log files until none is worth it or the
-// engines close, syncs the rewrites, and then lets Badger delete the files.
-func (e *Engines) collectValueLog() {
+// collectValueLog rewrites value log files until none is worth it or stop
+// is closed, syncs the rewrites, and then lets Badger delete the files.
+func (e *Engines) collectValueLog(stop <-chan struct{}) {
 	txn := e.KV.NewTransaction(false)
 	defer txn.Discard()
 	it := txn.NewIterator(badger.IteratorOptions{}) // defers the deletions
@@ -51,7 +51,7 @@ func (e *Engines) collectValueLog() {
 	}()
 	for {
 		select {
-		case <-e.closing:
+		case <-stop:
 			return
 		default:
 		}

@@ -34,7 +34,7 @@ func TestValueLogGC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &Engines{KV: db, closing: make(chan struct{}), logger: opts.Logger}
+		return &Engines{KV: db, logger: opts.Logger}
 	}
 	const keys, rounds = 1500, 3
 	key := func(i int) []byte { return DataKey('d', fmt.Appendf(nil, "key-%05d", i)) }
@@ -65,7 +65,7 @@ func TestValueLogGC(t *testing.T) {
 	}
 	kept := -1
 	e.valueGCSynced = func() { kept = len(vlogFiles(t, e)) }
-	e.collectValueLog()
+	e.collectValueLog(nil)
 	after := len(vlogFiles(t, e))
 	if kept < before {
 		t.Fatalf("value logs deleted before the rewrite was synced: %d before the GC, %d when synced", before, kept)

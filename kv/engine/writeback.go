@@ -43,13 +43,14 @@ func writeOut(dir string) {
 }
 
 // periodic runs a function every interval on a goroutine of its own until
-// it is closed.
+// it is closed; the function gets the channel that closing closes, to stop
+// early.
 type periodic struct {
 	stop, done chan struct{}
 	once       sync.Once
 }
 
-func runEvery(interval time.Duration, f func()) *periodic {
+func runEvery(interval time.Duration, f func(stop <-chan struct{})) *periodic {
 	p := &periodic{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -60,7 +61,7 @@ func runEvery(interval time.Duration, f func()) *periodic {
 			case <-p.stop:
 				return
 			case <-t.C:
-				f()
+				f(p.stop)
 			}
 		}
 	}()

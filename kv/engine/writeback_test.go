@@ -16,7 +16,9 @@ func TestWritebackCleansLogs(t *testing.T) {
 	if _, err := os.Stat("/proc/self/smaps"); err != nil {
 		t.Skip("no /proc/self/smaps:", err)
 	}
-	e := openAt(t, t.TempDir(), testOptions())
+	opts := testOptions()
+	opts.ValueThreshold = 256 // the large values go to the value log
+	e := openAt(t, t.TempDir(), opts)
 	defer e.Close()
 	e.writeback.close() // the test writes out itself
 	// ~700 KB to the memtable's log and 480 KB to the value log: neither
