@@ -179,9 +179,7 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 			// Only a proposal of this peer has a callback to answer.
 			resp := p.applyCommand(w, cmd, ours)
 			if admin {
-				// With its effects, in the same transaction (kvWriter).
-				p.ps.applyState.AppliedIndex = e.Index
-				w.setMsg(engine.ApplyStateKey(p.regionID()), &p.ps.applyState)
+				p.persistApplyState(w, e.Index) // with its effects (kvWriter)
 			} else {
 				w.syncSeparated()
 			}
@@ -202,8 +200,7 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 			}
 			mustPersist = true
 			resp := p.applyConfChange(w, &cc, cmd)
-			p.ps.applyState.AppliedIndex = e.Index
-			w.setMsg(engine.ApplyStateKey(p.regionID()), &p.ps.applyState)
+			p.persistApplyState(w, e.Index)
 			if pr := p.proposals.resolve(e.Index, e.Term, seq, proposer == p.meta.Id, stale); pr != nil {
 				done = append(done, appliedCallback{pr.cb, Result{Resp: resp}})
 			}
@@ -219,12 +216,18 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 			break
 		}
 	}
-	ps := p.ps
-	if mustPersist || ps.applyState.AppliedIndex-ps.persistedApplied >= applyStateInterval {
-		w.setMsg(engine.ApplyStateKey(p.regionID()), &ps.applyState)
-		ps.persistedApplied = ps.applyState.AppliedIndex
+	if applied := p.ps.applyState.AppliedIndex; mustPersist || applied-p.ps.persistedApplied >= applyStateInterval {
+		p.persistApplyState(w, applied)
 	}
 	return done
+}
+
+// persistApplyState writes the peer's RaftApplyState, applied up to index,
+// into w.
+func (p *peer) persistApplyState(w *kvWriter, index uint64) {
+	p.ps.applyState.AppliedIndex = index
+	w.setMsg(engine.ApplyStateKey(p.regionID()), &p.ps.applyState)
+	p.ps.persistedApplied = index
 }
 
 // applyStateInterval is how many entries of raw writes a region applies
