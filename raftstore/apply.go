@@ -18,35 +18,17 @@ import (
 // Reads through it see its own pending writes, so a DeleteRange sees the
 // Puts applied before it in the same round.
 //
-// A round too big for one Badger transaction is committed in parts, and a
-// round of raw writes need not carry the RaftApplyState (applyEntries). Both
-// are safe because raw writes (Put, Delete, DeleteRange) are blind: each
-// sets its keys whatever they held. Applying the entries past the durable
-// RaftApplyState again, in order, on top of a state that already has some of
-// them, ends in the same state as applying them once.
-//
-// A value of the kv DB's ValueThreshold or more (1 MiB by default) goes
-// to Badger's value log, and only its pointer to the memtable's log beside
-// the RaftApplyState; the kernel writes those two logs back in any order.
-// So that a durable apply state never covers a value a power loss took, an
-// entry that wrote such a value is committed and synced before the next
-// entry applies (syncSeparated), and an admin entry's apply state is
-// written right after its effects, so that such a commit never separates
-// them (a transaction that outgrows Badger's limit just there still does).
-// A memtable log that Badger rotated out is not synced until SyncKV, which
-// leaves a gap of the same kind (docs/ARCHITECTURE.md, Decisions).
+// A round too big for one Badger transaction is committed in parts. That is
+// safe because the parts hold raw writes, which a restart may apply again
+// (kv_sync.go); an admin entry starts a transaction of its own.
 type kvWriter struct {
 	db    *badger.DB
 	txn   *badger.Txn
 	stats *storeStats
-
-	valueThreshold int          // the kv DB's ValueThreshold
-	syncKV         func() error // engine.Engines.SyncKV
-	separated      bool         // a value went to the value log since the last sync
 }
 
-func newKVWriter(db *badger.DB, syncKV func() error, stats *storeStats) *kvWriter {
-	return &kvWriter{db: db, stats: stats, valueThreshold: int(db.Opts().ValueThreshold), syncKV: syncKV}
+func newKVWriter(db *badger.DB, stats *storeStats) *kvWriter {
+	return &kvWriter{db: db, stats: stats}
 }
 
 func (w *kvWriter) ensure() {
@@ -76,7 +58,6 @@ func (w *kvWriter) write(key, val []byte, del bool) {
 			err = w.txn.Set(key, val)
 		}
 		if err == nil {
-			w.separated = w.separated || len(val) >= w.valueThreshold
 			return
 		}
 		if errors.Is(err, badger.ErrTxnTooBig) && attempt == 0 {
@@ -118,20 +99,6 @@ func (w *kvWriter) commit() {
 	w.stats.kvCommitNanos.Add(uint64(time.Since(start)))
 }
 
-// syncSeparated commits the transaction and syncs the kv DB if the
-// transaction holds a value that went to the value log.
-func (w *kvWriter) syncSeparated() {
-	if !w.separated {
-		return
-	}
-	w.commit()
-	if err := w.syncKV(); err != nil {
-		fatalf("kv sync after a value log write: %v", err)
-	}
-	w.separated = false
-	w.stats.valueLogSyncs.Add(1)
-}
-
 // fatalf stops the process on a storage error: raft cannot continue past a
 // write it was told succeeded, so there is nothing safe left to do.
 func fatalf(format string, args ...any) {
@@ -145,16 +112,15 @@ type appliedCallback struct {
 }
 
 // applyEntries applies committed entries to the kv writer and records the
-// callbacks of proposals they answer.
+// callbacks of proposals they answer. Raw writes leave the durable apply
+// state to a checkpoint; a split or conf change is synced after what came
+// before it and written with its apply state (kv_sync.go).
 func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCallback) []appliedCallback {
 	if len(ents) == 0 {
 		return done
 	}
 	stale := func(pr *proposal) { done = append(done, appliedCallback{pr.cb, errResult(ErrStaleCommand)}) }
 	term := p.rn.BasicStatus().Term
-	// mustPersist: an entry other than raw writes applied, and the apply
-	// state must reach the kv DB with its effects (see below).
-	mustPersist := false
 	for i := range ents {
 		e := &ents[i]
 		p.lease.appliedTerm = e.Term
@@ -173,15 +139,17 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 			if err != nil {
 				panic(fmt.Sprintf("%s: undecodable committed entry %d: %v", p.ps.tag, e.Index, err))
 			}
-			admin := cmd.AdminRequest != nil
-			mustPersist = mustPersist || admin
+			// CompactLog moves only the truncated state, which checkpoints
+			// carry; other admin commands change the region.
+			changesRegion := cmd.AdminRequest != nil && cmd.AdminRequest.CmdType != raft_cmdpb.AdminCmdType_CompactLog
+			if changesRegion {
+				p.syncApplied(w)
+			}
 			ours := proposer == p.meta.Id
 			// Only a proposal of this peer has a callback to answer.
 			resp := p.applyCommand(w, cmd, ours)
-			if admin {
-				p.persistApplyState(w, e.Index) // with its effects (kvWriter)
-			} else {
-				w.syncSeparated()
+			if changesRegion {
+				p.persistApplyState(w, e.Index)
 			}
 			if pr := p.proposals.resolve(e.Index, e.Term, seq, ours, stale); pr != nil {
 				done = append(done, appliedCallback{pr.cb, Result{Resp: resp}})
@@ -198,7 +166,7 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 			if err != nil || cmd.AdminRequest.GetChangePeer() == nil {
 				panic(fmt.Sprintf("%s: conf change %d without a ChangePeer command: %v", p.ps.tag, e.Index, err))
 			}
-			mustPersist = true
+			p.syncApplied(w)
 			resp := p.applyConfChange(w, &cc, cmd)
 			p.persistApplyState(w, e.Index)
 			if pr := p.proposals.resolve(e.Index, e.Term, seq, proposer == p.meta.Id, stale); pr != nil {
@@ -211,15 +179,20 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 		}
 		p.ps.applyState.AppliedIndex = e.Index
 		if p.pendingDestroy {
-			// Entries after our own removal are not ours to apply.
-			mustPersist = true
+			// Entries after our own removal are not ours to apply; the
+			// peer's destruction deletes its state.
 			break
 		}
 	}
-	if applied := p.ps.applyState.AppliedIndex; mustPersist || applied-p.ps.persistedApplied >= applyStateInterval {
-		p.persistApplyState(w, applied)
-	}
 	return done
+}
+
+// syncApplied commits w and syncs the kv DB, so that everything applied
+// before the entry about to be applied is durable, whatever becomes of the
+// transaction that entry starts.
+func (p *peer) syncApplied(w *kvWriter) {
+	w.commit()
+	p.store.kvSync.sync()
 }
 
 // persistApplyState writes the peer's RaftApplyState, applied up to index,
@@ -227,23 +200,8 @@ func (p *peer) applyEntries(w *kvWriter, ents []raftpb.Entry, done []appliedCall
 func (p *peer) persistApplyState(w *kvWriter, index uint64) {
 	p.ps.applyState.AppliedIndex = index
 	w.setMsg(engine.ApplyStateKey(p.regionID()), &p.ps.applyState)
-	p.ps.persistedApplied = index
+	p.ps.notePersisted(&p.ps.applyState)
 }
-
-// applyStateInterval is how many entries of raw writes a region applies
-// before its RaftApplyState is written again. Writing it every round was a
-// third of a store's kv DB inserts with 16 busy regions (one per region per
-// round, against about two applied values), and each insert is a search of
-// a large memtable skiplist.
-//
-// Admin commands (split, CompactLog), conf changes, snapshots and a peer's
-// removal write it at once: they change the region, the peer or the
-// truncated state, and replaying them would not be idempotent. So the
-// durable applied index never trails one of them, it is never below the
-// truncated index (log GC never deletes an entry that a restart would apply
-// again), and a restart applies at most this many raw-write entries per
-// region again (kvWriter says why that is safe).
-const applyStateInterval = 64
 
 // applyCommand applies a normal command. The epoch and keys are checked again:
 // the region may have changed between propose and apply. Without wantResp

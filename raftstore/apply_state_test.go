@@ -14,15 +14,17 @@ import (
 )
 
 // TestApplyStateTrailsAndReplays: a region applying raw writes leaves its
-// durable RaftApplyState up to applyStateInterval entries behind; a restart
-// applies those entries again, on top of data that already has them, and
-// ends in the same state. A CompactLog writes the apply state at once, so
-// the log GC never deletes an entry a restart would need.
+// durable RaftApplyState behind until a kv sync has covered them; with no
+// sync at all it stays where it was. A restart applies those entries again,
+// on top of data that already has them, and ends in the same state. The log
+// GC never deletes an entry a restart would need.
 func TestApplyStateTrailsAndReplays(t *testing.T) {
 	eng, region := bootstrapOneRegion(t)
 	cfg := testConfig()
 	cfg.RaftLogGCThreshold = 1 << 20 // no CompactLog in the first part
 	cfg.RaftLogGCCountLimit = 1 << 20
+	cfg.KVSyncTickTicks = 1 << 30 // and no kv sync
+	before := loadApplyState(t, eng, region.Id).AppliedIndex
 
 	// Overwrites, deletes and a DeleteRange, one entry each: replaying them
 	// from an older applied index over the newer data must end where the
@@ -61,12 +63,16 @@ func TestApplyStateTrailsAndReplays(t *testing.T) {
 	s.Stop()
 
 	durable := loadApplyState(t, eng, region.Id)
-	if durable.AppliedIndex >= applied || applied-durable.AppliedIndex >= applyStateInterval {
-		t.Fatalf("durable applied index %d, applied %d: want it behind by less than %d", durable.AppliedIndex, applied, applyStateInterval)
+	if durable.AppliedIndex != before || applied <= before+uint64(len(reqs)) {
+		t.Fatalf("written applied index %d, applied %d: want it still at %d", durable.AppliedIndex, applied, before)
+	}
+	if n := s.Stats().KVSyncs; n != 0 {
+		t.Fatalf("%d kv syncs, want none", n)
 	}
 
 	// The restart applies the trailing entries again.
 	cfg.RaftLogGCThreshold, cfg.RaftLogGCTickTicks = 10, 1
+	cfg.KVSyncTickTicks = 2
 	s = startOneStore(t, cfg, eng, region.Id)
 	waitApplied(t, s, region.Id, applied)
 	checkData(t, s, region, want)
@@ -163,12 +169,11 @@ func checkData(t *testing.T, s *Store, region *metapb.Region, want map[string]st
 	}
 }
 
-// TestValueLogWritesSynced: an entry that writes a value to the kv DB's value
-// log is committed and synced before the next entry applies (kvWriter), so
-// that no durable RaftApplyState covers a value a power loss could take.
-// The engine here separates values from 64 bytes on; the store's default is
-// 1 MiB.
-func TestValueLogWritesSynced(t *testing.T) {
+// TestCheckpointWaitsForSync: raw writes' apply state is written only after
+// a kv sync begun after their commit, whatever their values' size (values
+// from 64 bytes go to Badger's value log here); a split's is written with
+// it, after a sync of what came before. Values survive a restart.
+func TestCheckpointWaitsForSync(t *testing.T) {
 	opts := engine.SmallOptions()
 	opts.ValueThreshold = 64
 	dir := t.TempDir()
@@ -177,24 +182,57 @@ func TestValueLogWritesSynced(t *testing.T) {
 		t.Fatal(err)
 	}
 	region := bootstrapRegionIn(t, eng)
+	cfg := testConfig()
+	cfg.KVSyncTickTicks = 1 << 30 // syncs only when the test asks
+	cfg.RaftLogGCThreshold = 1 << 20
+	cfg.RaftLogGCCountLimit = 1 << 20
 	put := func(s *Store, key, val string) {
 		mustExecute(t, s, region.Id, &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Put,
 			Put: &raft_cmdpb.PutRequest{Key: []byte(key), Value: []byte(val)}}, "put "+key)
 	}
+	written := func() uint64 { return loadApplyState(t, eng, region.Id).AppliedIndex }
+	applied := func(s *Store) uint64 { st, _ := s.PeerStatus(region.Id); return st.AppliedIndex }
 	big := strings.Repeat("v", 100)
-	s := startOneStore(t, testConfig(), eng, region.Id)
+	s := startOneStore(t, cfg, eng, region.Id)
+	before := written()
 	put(s, "b", "small")
-	if n := s.Stats().ValueLogSyncs; n != 0 {
-		t.Fatalf("%d value-log syncs after a small value", n)
-	}
 	put(s, "c", big)
-	put(s, "d", "small")
-	put(s, "e", big)
-	if n := s.Stats().ValueLogSyncs; n != 2 {
-		t.Fatalf("%d value-log syncs after two values of %d bytes, want 2", n, len(big))
+	if w := written(); w != before {
+		t.Fatalf("apply state written at %d before any sync (was %d)", w, before)
 	}
-	want := map[string]string{"b": "small", "c": big, "d": "small", "e": big}
-	checkData(t, s, region, want)
+
+	// The sync covers the writes; the region is told, and writes its
+	// checkpoint though nothing else happens in it.
+	s.kvSync.sync()
+	waitFor(t, "the checkpoint", func() bool { return written() == applied(s) })
+
+	// A split syncs what was applied before it and writes its apply state
+	// with its effects.
+	put(s, "d", big)
+	syncs := s.Stats().KVSyncs
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, _ := s.PeerStatus(region.Id)
+	res, err := s.Execute(ctx, &raft_cmdpb.RaftCmdRequest{
+		Header: &raft_cmdpb.RaftRequestHeader{RegionId: region.Id, RegionEpoch: st.Region.RegionEpoch},
+		AdminRequest: &raft_cmdpb.AdminRequest{CmdType: raft_cmdpb.AdminCmdType_Split,
+			Split: &raft_cmdpb.SplitRequest{SplitKey: []byte("f"), NewRegionId: 100, NewPeerIds: []uint64{101}}},
+	})
+	if err != nil || res.RegionError() != nil {
+		t.Fatalf("split: %v %v", err, res.RegionError())
+	}
+	if n := s.Stats().KVSyncs; n != syncs+1 {
+		t.Fatalf("%d kv syncs for a split, want 1", n-syncs)
+	}
+	waitFor(t, "the split's apply state", func() bool { return written() == applied(s) })
+	right := loadApplyState(t, eng, 100)
+	if right.AppliedIndex != RaftInitLogIndex {
+		t.Fatalf("new region's apply state %v", right)
+	}
+
+	want := map[string]string{"b": "small", "c": big, "d": big}
+	st, _ = s.PeerStatus(region.Id)
+	checkData(t, s, st.Region, want)
 	s.Stop()
 	if err := eng.Close(); err != nil {
 		t.Fatal(err)
@@ -205,7 +243,18 @@ func TestValueLogWritesSynced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	s = startOneStore(t, testConfig(), eng, region.Id)
+	s = startOneStore(t, cfg, eng, region.Id)
 	defer s.Stop()
-	checkData(t, s, region, want)
+	checkData(t, s, st.Region, want)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -53,6 +53,11 @@ type Config struct {
 	// only what every follower has.
 	RaftLogGCCountLimit uint64
 	RaftLogGCSizeLimit  uint64
+	// KVSyncTickTicks is how often (in base ticks) the kv DB is synced while
+	// applied raw writes wait for their RaftApplyState to be written
+	// (kv_sync.go): a restart applies up to this much of each region's log
+	// again.
+	KVSyncTickTicks int
 	// SnapMaxConcurrentSends and SnapMaxConcurrentReceives bound snapshot
 	// transfers per store.
 	SnapMaxConcurrentSends    int
@@ -108,6 +113,7 @@ func DefaultConfig() Config {
 		RaftLogGCThreshold:           50,
 		RaftLogGCCountLimit:          20000,
 		RaftLogGCSizeLimit:           64 << 20,
+		KVSyncTickTicks:              10,
 		SnapMaxConcurrentSends:       4,
 		SnapMaxConcurrentReceives:    4,
 		SnapSendTimeout:              5 * time.Minute,
@@ -139,6 +145,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.RaftLogGCThreshold, d.RaftLogGCThreshold)
 	setDefault(&c.RaftLogGCCountLimit, d.RaftLogGCCountLimit)
 	setDefault(&c.RaftLogGCSizeLimit, d.RaftLogGCSizeLimit)
+	setDefault(&c.KVSyncTickTicks, d.KVSyncTickTicks)
 	setDefault(&c.SnapMaxConcurrentSends, d.SnapMaxConcurrentSends)
 	setDefault(&c.SnapMaxConcurrentReceives, d.SnapMaxConcurrentReceives)
 	setDefault(&c.SnapSendTimeout, d.SnapSendTimeout)
@@ -175,6 +182,9 @@ func (c Config) Validate() error {
 	}
 	if c.RaftBaseTickInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("raft base tick interval %v is below 1ms", c.RaftBaseTickInterval))
+	}
+	if c.KVSyncTickTicks < 0 {
+		errs = append(errs, fmt.Errorf("kv sync ticks (%d) is negative", c.KVSyncTickTicks))
 	}
 	if c.SnapSendTimeout >= c.SnapMaxAge {
 		errs = append(errs, fmt.Errorf("snapshot send timeout (%v) must be below the snapshot max age (%v)", c.SnapSendTimeout, c.SnapMaxAge))

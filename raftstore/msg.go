@@ -37,6 +37,9 @@ const (
 	// scheduler; it does not tick, so its own heartbeat tick never comes,
 	// and operators ride the heartbeat responses.
 	peerMsgRegionHeartbeat
+	// peerMsgKVSynced: a kv sync that the peer's checkpoint waited for is
+	// done; the round writes the checkpoint (kv_sync.go).
+	peerMsgKVSynced
 )
 
 // peerMsg is what a region mailbox carries. It is a small value type so that

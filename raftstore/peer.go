@@ -229,6 +229,8 @@ func (p *peer) handleMsgs(msgs []peerMsg) {
 			p.onSplitCheckResult(m.split, m.splitKey, m.approxSize, m.approxKeys)
 		case peerMsgForceSplitCheck:
 			p.onSplitCheckTick(true)
+		case peerMsgKVSynced:
+			// Nothing to do here: every round writes a synced checkpoint.
 		}
 	}
 	if p.dead {

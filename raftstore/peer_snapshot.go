@@ -136,7 +136,7 @@ func (p *peer) prepareSnapshot(snap *raftpb.Snapshot, raftWB *raftlog.Batch) {
 	if err := kvWB.Commit(ps.engines.KV); err != nil {
 		fatalf("%s: mark snapshot %s applying: %v", ps.tag, key, err)
 	}
-	ps.persistedApplied = key.Index
+	ps.notePersisted(&ps.applyState)
 	if err := ps.engines.SyncKV(); err != nil {
 		fatalf("%s: %v", ps.tag, err)
 	}

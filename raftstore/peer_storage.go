@@ -45,12 +45,13 @@ type PeerStorage struct {
 	// round's raft batch has been written.
 	raftState  rspb.RaftLocalState
 	applyState rspb.RaftApplyState
-	// persistedApplied is the applied index of the RaftApplyState last put
-	// into the kv DB. Rounds that apply only raw writes leave it behind the
-	// applied index (see applyEntries); a restart applies the entries past
-	// it again.
-	persistedApplied uint64
-	cache            entryCache
+	// persistedApplied and persistedTruncated are the applied and
+	// truncated indexes of the RaftApplyState last written to the kv DB. Raw
+	// writes leave them behind until a checkpoint, ckpt, is written
+	// (kv_sync.go); a restart applies the entries past them again.
+	persistedApplied, persistedTruncated uint64
+	ckpt                                 checkpoint
+	cache                                entryCache
 	// logSize estimates the bytes of the log past the truncated index, for
 	// the log GC size limit. It restarts from 0 after a restart.
 	logSize uint64
@@ -75,7 +76,7 @@ func newPeerStorage(s *Store, region *metapb.Region, tag string, log *slog.Logge
 	if ps.applyState.TruncatedState == nil {
 		ps.applyState.TruncatedState = &rspb.RaftTruncatedState{}
 	}
-	ps.persistedApplied = ps.applyState.AppliedIndex
+	ps.notePersisted(&ps.applyState)
 	// A split-created region has only its apply state at (5, 5) (written in
 	// the parent's apply batch); its raft state starts there too, keeping the
 	// term and vote of an uninitialized peer it may replace (a vote must
@@ -142,7 +143,14 @@ func confStateFromRegion(region *metapb.Region) raftpb.ConfState {
 
 func (ps *PeerStorage) truncatedIndex() uint64 { return ps.applyState.TruncatedState.Index }
 func (ps *PeerStorage) truncatedTerm() uint64  { return ps.applyState.TruncatedState.Term }
-func (ps *PeerStorage) appliedIndex() uint64   { return ps.applyState.AppliedIndex }
+
+// notePersisted records that st was written to the kv DB.
+func (ps *PeerStorage) notePersisted(st *rspb.RaftApplyState) {
+	ps.persistedApplied = st.AppliedIndex
+	ps.persistedTruncated = st.TruncatedState.GetIndex()
+}
+
+func (ps *PeerStorage) appliedIndex() uint64 { return ps.applyState.AppliedIndex }
 
 // FirstIndex implements raft.Storage.
 func (ps *PeerStorage) FirstIndex() (uint64, error) { return ps.truncatedIndex() + 1, nil }

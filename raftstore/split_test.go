@@ -23,7 +23,7 @@ func TestReplaceBySplitAfterStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What the parent's split wrote for region 2 in its apply batch.
-	w := newKVWriter(eng.KV, eng.SyncKV, &s.stats)
+	w := newKVWriter(eng.KV, &s.stats)
 	w.setMsg(engine.ApplyStateKey(2), &rspb.RaftApplyState{AppliedIndex: RaftInitLogIndex,
 		TruncatedState: &rspb.RaftTruncatedState{Index: RaftInitLogIndex, Term: RaftInitLogTerm}})
 	w.commit()

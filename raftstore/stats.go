@@ -18,9 +18,9 @@ type Stats struct {
 	EntriesAppended uint64 // log entries written to the raft log
 	KVCommits       uint64 // kv-DB transactions of applied entries
 	KVCommitTime    time.Duration
-	// ValueLogSyncs are kv-DB syncs after an applied entry wrote a value to
-	// the value log (kvWriter.syncSeparated).
-	ValueLogSyncs  uint64
+	// KVSyncs are kv-DB syncs that let apply states be written: periodic,
+	// before a split or conf change, and before the log GC (kv_sync.go).
+	KVSyncs        uint64
 	EntriesApplied uint64
 	LocalReads     uint64 // reads answered from a leader lease (lease.go)
 	// CommitAppendsHeld are a leader's commit-only appends held back, and
@@ -34,7 +34,7 @@ type storeStats struct {
 	rounds, readyPeers                  atomic.Uint64
 	raftSyncs, raftSyncNanos, entries   atomic.Uint64
 	kvCommits, kvCommitNanos, appliedEn atomic.Uint64
-	localReads, valueLogSyncs           atomic.Uint64
+	localReads, kvSyncs                 atomic.Uint64
 	heldApps, droppedApps               atomic.Uint64
 }
 
@@ -54,7 +54,7 @@ func (s *Store) Stats() Stats {
 		KVCommitTime:    time.Duration(st.kvCommitNanos.Load()),
 		EntriesApplied:  st.appliedEn.Load(),
 		LocalReads:      st.localReads.Load(),
-		ValueLogSyncs:   st.valueLogSyncs.Load(),
+		KVSyncs:         st.kvSyncs.Load(),
 
 		CommitAppendsHeld:    st.heldApps.Load(),
 		CommitAppendsDropped: st.droppedApps.Load(),

@@ -51,6 +51,7 @@ type Store struct {
 	splitq  chan splitCheckTask
 	schedq  chan func(context.Context)
 	logGC   *logGCWorker
+	kvSync  *kvSyncer
 	stats   storeStats
 	// readers and leaseDur serve reads from leader leases (lease.go).
 	readers  readDelegates
@@ -118,6 +119,7 @@ func NewStore(cfg Config, engines *engine.Engines, trans Transport) (*Store, err
 	s.leaseDur = cfg.leaseDuration()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.logGC = newLogGCWorker(s)
+	s.kvSync = newKVSyncer(s)
 	s.ticking = newStoreTicking()
 	s.meta.peers = make(map[uint64]*peer)
 	if err := s.loadPeers(); err != nil {
@@ -329,6 +331,7 @@ func (s *Store) Start() error {
 	}
 	s.wg.Go(s.runTicker)
 	s.wg.Go(s.logGC.run)
+	s.wg.Go(s.kvSync.run)
 	s.wg.Go(s.runSnapGen)
 	s.wg.Go(s.runJanitor)
 	s.wg.Go(s.runStoreWorker)

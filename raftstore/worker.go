@@ -28,7 +28,7 @@ type raftWorker struct {
 }
 
 func newRaftWorker(s *Store) *raftWorker {
-	return &raftWorker{store: s, kv: newKVWriter(s.engines.KV, s.engines.SyncKV, &s.stats),
+	return &raftWorker{store: s, kv: newKVWriter(s.engines.KV, &s.stats),
 		writeReq: make(chan struct{}), writeDone: make(chan struct{})}
 }
 
@@ -141,10 +141,14 @@ func (w *raftWorker) round() {
 		w.done = p.afterPersist(w.kv, w.done)
 	}
 	w.store.trans.Flush()
+	for i := range w.batches {
+		w.batches[i].FSM.writeCheckpoint(w.kv)
+	}
 	w.kv.commit()
-	for _, p := range w.ready {
-		w.store.logGC.schedule(p.compacted)
-		p.compacted = p.compacted[:0]
+	for i := range w.batches {
+		p := w.batches[i].FSM
+		p.releaseCompacted()
+		p.takeCheckpoint()
 	}
 
 	// Phase 3: answer and advance.

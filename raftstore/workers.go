@@ -85,9 +85,7 @@ func (w *logGCWorker) gc() {
 	if len(tasks) == 0 {
 		return
 	}
-	if err := w.s.engines.SyncKV(); err != nil {
-		fatalf("raft log gc: %v", err)
-	}
+	w.s.kvSync.sync()
 	var b raftlog.Batch
 	for _, t := range tasks {
 		b.DeleteTo(t.regionID, t.end)
