@@ -18,9 +18,11 @@ import (
 // Reads through it see its own pending writes, so a DeleteRange sees the
 // Puts applied before it in the same round.
 //
-// A round too big for one Badger transaction is committed in parts. That is
-// safe because the parts hold raw writes, which a restart may apply again
-// (kv_sync.go); an admin entry starts a transaction of its own.
+// A round too big for one Badger transaction is committed in parts, and a
+// split or conf change commits what came before it (syncApplied). Raw
+// writes may be split across parts, which a restart may apply again
+// (kv_sync.go); a split's or conf change's effects and apply state start a
+// fresh transaction, small enough to stay whole.
 type kvWriter struct {
 	db    *badger.DB
 	txn   *badger.Txn

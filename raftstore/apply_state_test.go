@@ -64,7 +64,7 @@ func TestApplyStateTrailsAndReplays(t *testing.T) {
 
 	durable := loadApplyState(t, eng, region.Id)
 	if durable.AppliedIndex != before || applied <= before+uint64(len(reqs)) {
-		t.Fatalf("written applied index %d, applied %d: want it still at %d", durable.AppliedIndex, applied, before)
+		t.Fatalf("written applied index %d, applied %d after %d writes: want it still at %d, the writes applied", durable.AppliedIndex, applied, len(reqs), before)
 	}
 	if n := s.Stats().KVSyncs; n != 0 {
 		t.Fatalf("%d kv syncs, want none", n)
@@ -171,11 +171,11 @@ func checkData(t *testing.T, s *Store, region *metapb.Region, want map[string]st
 
 // TestCheckpointWaitsForSync: raw writes' apply state is written only after
 // a kv sync begun after their commit, whatever their values' size (values
-// from 64 bytes go to Badger's value log here); a split's is written with
+// from 64 KiB go to Badger's value log here); a split's is written with
 // it, after a sync of what came before. Values survive a restart.
 func TestCheckpointWaitsForSync(t *testing.T) {
 	opts := engine.SmallOptions()
-	opts.ValueThreshold = 64
+	opts.ValueThreshold = minKVValueThreshold
 	dir := t.TempDir()
 	eng, err := engine.Open(dir, opts)
 	if err != nil {
@@ -192,7 +192,7 @@ func TestCheckpointWaitsForSync(t *testing.T) {
 	}
 	written := func() uint64 { return loadApplyState(t, eng, region.Id).AppliedIndex }
 	applied := func(s *Store) uint64 { st, _ := s.PeerStatus(region.Id); return st.AppliedIndex }
-	big := strings.Repeat("v", 100)
+	big := strings.Repeat("v", minKVValueThreshold+100)
 	s := startOneStore(t, cfg, eng, region.Id)
 	before := written()
 	put(s, "b", "small")
@@ -203,8 +203,9 @@ func TestCheckpointWaitsForSync(t *testing.T) {
 
 	// The sync covers the writes; the region is told, and writes its
 	// checkpoint though nothing else happens in it.
-	s.kvSync.sync()
-	waitFor(t, "the checkpoint", func() bool { return written() == applied(s) })
+	// (A sync each try: the put's callback may fire before the checkpoint
+	// is taken, which then waits for the next sync.)
+	waitFor(t, "the checkpoint", func() bool { s.kvSync.sync(); return written() == applied(s) })
 
 	// A split syncs what was applied before it and writes its apply state
 	// with its effects.
@@ -256,5 +257,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestSmallValueThresholdRefused: a store will not run on a kv DB that would
+// put region states in the value log.
+func TestSmallValueThresholdRefused(t *testing.T) {
+	opts := engine.SmallOptions()
+	opts.ValueThreshold = 1 << 10
+	eng, err := engine.Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	bootstrapRegionIn(t, eng)
+	if _, err := NewStore(testConfig(), eng, &loopTransport{stores: map[uint64]*Store{}}); err == nil || !strings.Contains(err.Error(), "value threshold") {
+		t.Fatalf("NewStore with a 1 KiB value threshold: %v", err)
 	}
 }

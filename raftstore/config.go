@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"time"
 )
@@ -183,8 +184,8 @@ func (c Config) Validate() error {
 	if c.RaftBaseTickInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("raft base tick interval %v is below 1ms", c.RaftBaseTickInterval))
 	}
-	if c.KVSyncTickTicks < 0 {
-		errs = append(errs, fmt.Errorf("kv sync ticks (%d) is negative", c.KVSyncTickTicks))
+	if c.KVSyncTickTicks < 0 || time.Duration(c.KVSyncTickTicks) > math.MaxInt64/c.RaftBaseTickInterval {
+		errs = append(errs, fmt.Errorf("kv sync ticks (%d) out of range", c.KVSyncTickTicks))
 	}
 	if c.SnapSendTimeout >= c.SnapMaxAge {
 		errs = append(errs, fmt.Errorf("snapshot send timeout (%v) must be below the snapshot max age (%v)", c.SnapSendTimeout, c.SnapMaxAge))

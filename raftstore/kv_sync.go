@@ -43,6 +43,14 @@ import (
 //     and synced (logGCWorker), so a restart finds every entry it applies.
 //   - Snapshots and a peer's destruction write and sync at once.
 //
+// minKVValueThreshold bounds the kv DB's ValueThreshold from below. A
+// split's or conf change's transaction is durable whole because Badger
+// replays a memtable log's transactions whole; a value in the value log,
+// another file, would escape that. Region states hold two keys of at most
+// 8 KiB (routekey.MaxKeySize) and the peers, so they stay under it, and so
+// do apply states.
+const minKVValueThreshold = 64 << 10
+
 // kvSyncer runs the syncs: every KVSyncTickTicks (1 s) while a checkpoint waits,
 // and whenever the log GC or an admin entry needs one. Each sync has a
 // generation; a checkpoint waits for the first generation begun after its
@@ -72,12 +80,13 @@ func newKVSyncer(s *Store) *kvSyncer {
 // returns false, and the region keeps cur. Otherwise a newer checkpoint
 // replaces the old one, for the same sync.
 func (k *kvSyncer) wait(regionID, cur uint64) (uint64, bool) {
+	if cur != 0 {
+		// Registered already; the map holds cur until that sync is done.
+		return cur, cur > k.started.Load()
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	gen := k.started.Load() + 1 // a sync begun before now may have missed the commit
-	if cur != 0 && cur < gen {
-		return 0, false
-	}
 	k.waiting[regionID] = gen
 	return gen, true
 }

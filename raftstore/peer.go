@@ -85,8 +85,11 @@ type peer struct {
 	// appliedEarly is how many of the Ready's committed entries applyEarly
 	// applied.
 	appliedEarly int
-	// compacted lists raft log ranges truncated this round; their entries
-	// are deleted in the background once the round's kv writes are synced.
+	// compacted lists raft log ranges truncated by applied CompactLogs and
+	// not yet handed to the log GC: it gets them once an apply state with
+	// that truncated state is written (releaseCompacted, kv_sync.go), and
+	// deletes them after a kv sync. Unlike the fields above, it outlives
+	// the round.
 	compacted []gcTask
 	// deferred are raft messages left for the next round: a round steps at
 	// most appendBudget bytes of appended entries (handleMsgs).

@@ -93,6 +93,9 @@ func NewStore(cfg Config, engines *engine.Engines, trans Transport) (*Store, err
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if vt := engines.KV.Opts().ValueThreshold; vt < minKVValueThreshold {
+		return nil, fmt.Errorf("kv DB value threshold %d is below %d: region states could go to the value log, and a split's would not be atomic", vt, minKVValueThreshold)
+	}
 	ident, err := LoadStoreIdent(engines)
 	if err != nil {
 		return nil, err

@@ -50,7 +50,7 @@ var usages = map[string]string{
 	"raft-workers":             "raft worker goroutines (default: one per 4 CPUs, 1 to 8)",
 	"disable-lease-read":       "answer every read through a ReadIndex round, never from the leader's lease",
 	"disable-huge-pages":       "do not advise the heap to use transparent huge pages (advised when the kernel's THP mode is madvise)",
-	"memtable-size":            "memtable size of the kv Badger DB (default 128MiB)",
+	"memtable-size":            "memtable size of the kv Badger DB (default 128MiB, at least 1MiB)",
 	"block-cache-size":         "block cache of the kv DB (default 256MiB)",
 	"kv-compression":           "compression of the kv DB's tables: none (default), snappy or zstd",
 }

@@ -158,6 +158,11 @@ func (cfg *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %v must not be negative", name, v))
 		}
 	}
+	if cfg.MemTableSize != 0 && cfg.MemTableSize < minMemTableSize {
+		// The kv DB's value threshold is 15% of it, and must leave region
+		// states in the LSM tree (raftstore.NewStore).
+		errs = append(errs, fmt.Errorf("memtable-size %d is below %d", cfg.MemTableSize, minMemTableSize))
+	}
 	if err := engine.CheckCompression(cfg.KVCompression); err != nil {
 		errs = append(errs, fmt.Errorf("kv-compression: %w", err))
 	}
@@ -166,6 +171,9 @@ func (cfg *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// minMemTableSize is the smallest memtable-size accepted.
+const minMemTableSize = 1 << 20
 
 // Raftstore returns the raftstore configuration: the tunables set here over
 // the raftstore's defaults. The caller sets Scheduler and Logger.

@@ -85,6 +85,7 @@ func TestValidate(t *testing.T) {
 		"tick below 1ms":      func(c *Config) { c.RaftBaseTickInterval.Duration = time.Microsecond },
 		"negative heartbeats": func(c *Config) { c.StoreHeartbeatInterval.Duration = -time.Second },
 		"unknown compression": func(c *Config) { c.KVCompression = "lz4" },
+		"tiny memtable":       func(c *Config) { c.MemTableSize = 512 << 10 },
 	} {
 		cfg := Default()
 		mutate(&cfg)

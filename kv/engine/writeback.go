@@ -9,9 +9,9 @@ import (
 
 // Badger appends every kv write to its memtable's log through a shared
 // mapping and leaves the pages dirty: nothing writes them out until a sync.
-// The store syncs the kv DB once per log-GC tick (SyncKV, before it deletes
-// raft log entries), so each of those syncs wrote a second's worth of kv
-// writes at once. With 16 busy regions that was ~4 MB per store, the three
+// The store syncs the kv DB about once a second (SyncKV: before it deletes
+// raft log entries, and so that apply states can be written), so each of
+// those syncs wrote a second's worth of kv writes at once. With 16 busy regions that was ~4 MB per store, the three
 // stores' bursts held the disk for ~100 ms each second, and the raft log's
 // fdatasyncs, which every put waits for, queued behind them (docs/
 // BENCHMARKS.md: puts' p99.9 28–48 ms, and a dip in throughput every second).
