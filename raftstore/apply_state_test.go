@@ -3,7 +3,9 @@ package raftstore
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -273,5 +275,102 @@ func TestSmallValueThresholdRefused(t *testing.T) {
 	bootstrapRegionIn(t, eng)
 	if _, err := NewStore(testConfig(), eng, &loopTransport{stores: map[uint64]*Store{}}); err == nil || !strings.Contains(err.Error(), "value threshold") {
 		t.Fatalf("NewStore with a 1 KiB value threshold: %v", err)
+	}
+}
+
+// TestApplyStateNeverAheadOfSync checks the rule of kv_sync.go from outside:
+// every RaftApplyState the kv DB holds, at any moment, covers only writes
+// committed before a kv sync that has finished. One client puts keys in
+// order, one entry each, so the key a put wrote says its log index; before
+// each sync the test notes the highest key committed, and a watcher reads
+// the apply state all along.
+func TestApplyStateNeverAheadOfSync(t *testing.T) {
+	eng, region := bootstrapOneRegion(t)
+	cfg := testConfig()
+	cfg.KVSyncTickTicks = 1 // a sync every 10ms while a checkpoint waits
+	cfg.RaftLogGCThreshold = 1 << 20
+	cfg.RaftLogGCCountLimit = 1 << 20
+	s, err := NewStore(cfg, eng, &loopTransport{stores: map[uint64]*Store{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 400
+	key := func(i int) string { return fmt.Sprintf("b%05d", i) }
+	var base, covered atomic.Uint64 // the index before put 0; the highest index a finished sync covers
+	syncKV := s.kvSync.syncKV
+	s.kvSync.syncKV = func() error {
+		var upTo uint64
+		if b := base.Load(); b != 0 {
+			snap := NewRegionSnapshot(eng.KV, region)
+			kvs, err := snap.Scan("", []byte("b"), []byte("c"), 1, true, true)
+			snap.Close()
+			if err != nil {
+				return err
+			}
+			if len(kvs) == 1 {
+				i, _ := strconv.Atoi(string(kvs[0].Key[1:]))
+				upTo = b + 1 + uint64(i)
+			}
+		}
+		if err := syncKV(); err != nil {
+			return err
+		}
+		if upTo > covered.Load() {
+			covered.Store(upTo)
+		}
+		return nil
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	waitLeader(t, []*Store{s}, region.Id)
+	// A first put, after the leader's no-op; once their apply state is
+	// written, nothing else is in flight.
+	mustExecute(t, s, region.Id, &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Put,
+		Put: &raft_cmdpb.PutRequest{Key: []byte("a"), Value: []byte("v")}}, "the first put")
+	var first uint64
+	waitFor(t, "the first apply state", func() bool {
+		st, _ := s.PeerStatus(region.Id)
+		first = st.AppliedIndex
+		return loadApplyState(t, eng, region.Id).AppliedIndex == first
+	})
+	base.Store(first)
+	covered.Store(first)
+
+	stop := make(chan struct{})
+	watched := make(chan error, 1)
+	go func() {
+		var err error
+		for err == nil {
+			select {
+			case <-stop:
+				watched <- nil
+				return
+			default:
+			}
+			var as rspb.RaftApplyState
+			err = engine.GetMsg(eng.KV, engine.ApplyStateKey(region.Id), &as)
+			// After the read: what covered the state when it was written
+			// was in covered before (the sync sets it, then the state is
+			// written), and covered only grows.
+			if c := covered.Load(); err == nil && as.AppliedIndex > c {
+				err = fmt.Errorf("apply state at %d; syncs cover up to %d", as.AppliedIndex, c)
+			}
+		}
+		watched <- err
+	}()
+	for i := range n {
+		mustExecute(t, s, region.Id, &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Put,
+			Put: &raft_cmdpb.PutRequest{Key: []byte(key(i)), Value: []byte("v")}}, "put "+key(i))
+	}
+	last := base.Load() + n
+	waitFor(t, "the last checkpoint", func() bool { return loadApplyState(t, eng, region.Id).AppliedIndex == last })
+	close(stop)
+	if err := <-watched; err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.PeerStatus(region.Id); st.AppliedIndex != last {
+		t.Fatalf("applied %d after %d puts from %d: something else was proposed", st.AppliedIndex, n, base.Load())
 	}
 }
