@@ -29,7 +29,7 @@ import (
 //     round's kv commit is done the peer takes a checkpoint, a copy of its
 //     apply state, and writes it only after a kv sync that began after that
 //     commit (kvSyncer). The durable apply state trails the applied index by
-//     up to a sync interval; a restart applies those entries again, which is
+//     about a sync interval; a restart applies those entries again, which is
 //     safe because raw writes are blind: each sets its keys whatever they
 //     held, so applying them again, in order, over a state that already
 //     has some of them ends where applying them once did.
@@ -43,6 +43,8 @@ import (
 //     and synced (logGCWorker), so a restart finds every entry it applies.
 //   - Snapshots and a peer's destruction write and sync at once.
 //
+// kvSyncer runs the syncs; see its doc.
+
 // minKVValueThreshold bounds the kv DB's ValueThreshold from below. A
 // split's or conf change's transaction is durable whole because Badger
 // replays a memtable log's transactions whole; a value in the value log,
@@ -51,11 +53,11 @@ import (
 // do apply states.
 const minKVValueThreshold = 64 << 10
 
-// kvSyncer runs the syncs: every KVSyncTickTicks (1 s) while a checkpoint waits,
-// and whenever the log GC or an admin entry needs one. Each sync has a
-// generation; a checkpoint waits for the first generation begun after its
-// commit, and its region gets a peerMsgKVSynced when that sync is done, so
-// an idle region writes its checkpoint too.
+// kvSyncer runs the kv syncs: every KVSyncTickTicks (1 s) while a
+// checkpoint waits, and whenever the log GC or a split or conf change needs
+// one. Each sync has a generation; a checkpoint waits for the first
+// generation begun after its commit, and its region gets a peerMsgKVSynced
+// when that sync is done, so an idle region writes its checkpoint too.
 type kvSyncer struct {
 	s      *Store
 	syncKV func() error
@@ -171,28 +173,18 @@ func (p *peer) takeCheckpoint() {
 
 // releaseCompacted hands the log GC the deletions of compacted entries
 // that a written apply state's truncated state covers; the log GC syncs
-// the kv DB before it deletes them.
+// the kv DB before it deletes them. Compactions only move forward, so
+// those are a prefix of p.compacted.
 func (p *peer) releaseCompacted() {
 	n := 0
-	for _, t := range p.compacted {
-		if t.end-1 <= p.ps.persistedTruncated {
-			n++
-		}
+	for n < len(p.compacted) && p.compacted[n].end-1 <= p.ps.persistedTruncated {
+		n++
 	}
 	if n == 0 {
 		return
 	}
-	tasks := make([]gcTask, 0, n)
-	keep := p.compacted[:0]
-	for _, t := range p.compacted {
-		if t.end-1 <= p.ps.persistedTruncated {
-			tasks = append(tasks, t)
-		} else {
-			keep = append(keep, t)
-		}
-	}
-	p.compacted = keep
-	p.store.logGC.schedule(tasks)
+	p.store.logGC.schedule(p.compacted[:n]) // copies them
+	p.compacted = append(p.compacted[:0], p.compacted[n:]...)
 }
 
 // writeCheckpoint runs before the round's kv commit: a checkpoint whose sync

@@ -11,10 +11,11 @@ import (
 // mapping and leaves the pages dirty: nothing writes them out until a sync.
 // The store syncs the kv DB about once a second (SyncKV: before it deletes
 // raft log entries, and so that apply states can be written), so each of
-// those syncs wrote a second's worth of kv writes at once. With 16 busy regions that was ~4 MB per store, the three
-// stores' bursts held the disk for ~100 ms each second, and the raft log's
-// fdatasyncs, which every put waits for, queued behind them (docs/
-// BENCHMARKS.md: puts' p99.9 28–48 ms, and a dip in throughput every second).
+// those syncs wrote a second's worth of kv writes at once. With 16 busy
+// regions that was ~4 MB per store, the three stores' bursts held the disk
+// for ~100 ms each second, and the raft log's fdatasyncs, which every put
+// waits for, queued behind them (docs/BENCHMARKS.md: puts' p99.9 28–48 ms,
+// and a dip in throughput every second).
 //
 // So the engines start the write-out of the kv DB's logs every
 // writebackInterval, with sync_file_range(SYNC_FILE_RANGE_WRITE): the pages
