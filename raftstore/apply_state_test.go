@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
+	"github.com/regionkv/regionkv/router"
 )
 
 // TestApplyStateTrailsAndReplays: a region applying raw writes leaves its
@@ -340,6 +342,7 @@ func TestApplyStateNeverAheadOfSync(t *testing.T) {
 
 	stop := make(chan struct{})
 	watched := make(chan error, 1)
+	seen := map[uint64]bool{} // the applied indexes the watcher read
 	go func() {
 		var err error
 		for err == nil {
@@ -347,7 +350,7 @@ func TestApplyStateNeverAheadOfSync(t *testing.T) {
 			case <-stop:
 				watched <- nil
 				return
-			default:
+			case <-time.After(100 * time.Microsecond):
 			}
 			var as rspb.RaftApplyState
 			err = engine.GetMsg(eng.KV, engine.ApplyStateKey(region.Id), &as)
@@ -357,20 +360,66 @@ func TestApplyStateNeverAheadOfSync(t *testing.T) {
 			if c := covered.Load(); err == nil && as.AppliedIndex > c {
 				err = fmt.Errorf("apply state at %d; syncs cover up to %d", as.AppliedIndex, c)
 			}
+			seen[as.AppliedIndex] = true
 		}
 		watched <- err
 	}()
+	stopWatching := sync.OnceValue(func() error { close(stop); return <-watched })
+	defer stopWatching() // before the store stops and the engines close
 	for i := range n {
 		mustExecute(t, s, region.Id, &raft_cmdpb.Request{CmdType: raft_cmdpb.CmdType_Put,
 			Put: &raft_cmdpb.PutRequest{Key: []byte(key(i)), Value: []byte("v")}}, "put "+key(i))
 	}
 	last := base.Load() + n
 	waitFor(t, "the last checkpoint", func() bool { return loadApplyState(t, eng, region.Id).AppliedIndex == last })
-	close(stop)
-	if err := <-watched; err != nil {
+	if err := stopWatching(); err != nil {
 		t.Fatal(err)
+	}
+	if len(seen) < 3 {
+		t.Fatalf("the watcher saw %d apply states, want the ones between the first and the last too", len(seen))
 	}
 	if st, _ := s.PeerStatus(region.Id); st.AppliedIndex != last {
 		t.Fatalf("applied %d after %d puts from %d: something else was proposed", st.AppliedIndex, n, base.Load())
+	}
+}
+
+// TestKVSyncerGenerations: a checkpoint waits for the first sync begun after
+// it was taken. One taken while a sync runs waits for the next; one
+// refreshed before its sync begins keeps that sync.
+func TestKVSyncerGenerations(t *testing.T) {
+	s := &Store{router: router.New[*peer, peerMsg, storeMsg]()}
+	k := newKVSyncer(s)
+	entered, release := make(chan struct{}), make(chan struct{})
+	k.syncKV = func() error { entered <- struct{}{}; <-release; return nil }
+	expect := func(what string, gen uint64, ok bool, wantGen uint64, wantOK bool) {
+		t.Helper()
+		if ok != wantOK || (ok && gen != wantGen) {
+			t.Fatalf("%s: generation %d, %v; want %d, %v", what, gen, ok, wantGen, wantOK)
+		}
+	}
+	gen, ok := k.wait(1, 0)
+	expect("first checkpoint", gen, ok, 1, true)
+	gen, ok = k.wait(1, gen)
+	expect("refreshed before its sync", gen, ok, 1, true)
+
+	synced := make(chan struct{})
+	go func() { k.sync(); close(synced) }()
+	<-entered // sync 1 has begun
+	_, ok = k.wait(1, 1)
+	expect("refreshed while its sync runs", 0, ok, 0, false)
+	gen, ok = k.wait(2, 0)
+	expect("taken while a sync runs", gen, ok, 2, true)
+	if k.synced(1) {
+		t.Fatal("sync 1 counted before it finished")
+	}
+	close(release)
+	<-synced
+	if !k.synced(1) || k.synced(2) {
+		t.Fatalf("after sync 1: synced(1) %v, synced(2) %v", k.synced(1), k.synced(2))
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if fmt.Sprint(k.waiting) != "map[2:2]" {
+		t.Fatalf("waiting after sync 1: %v, want region 2 for sync 2", k.waiting)
 	}
 }

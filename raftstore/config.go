@@ -184,7 +184,7 @@ func (c Config) Validate() error {
 	if c.RaftBaseTickInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("raft base tick interval %v is below 1ms", c.RaftBaseTickInterval))
 	}
-	if c.KVSyncTickTicks < 0 || time.Duration(c.KVSyncTickTicks) > math.MaxInt64/c.RaftBaseTickInterval {
+	if c.KVSyncTickTicks < 0 || (c.RaftBaseTickInterval > 0 && time.Duration(c.KVSyncTickTicks) > math.MaxInt64/c.RaftBaseTickInterval) {
 		errs = append(errs, fmt.Errorf("kv sync ticks (%d) out of range", c.KVSyncTickTicks))
 	}
 	if c.SnapSendTimeout >= c.SnapMaxAge {

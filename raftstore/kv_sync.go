@@ -65,14 +65,17 @@ type kvSyncer struct {
 	syncMu  sync.Mutex    // one sync at a time
 	started atomic.Uint64 // generation of the last sync begun
 	done    atomic.Uint64 // generation of the last sync finished
-	last    atomic.Int64  // when the last sync finished (unix nanos)
+	// last is when the last sync finished, as time since epoch: monotonic,
+	// so that a step of the wall clock cannot hold the syncs off.
+	epoch time.Time
+	last  atomic.Int64
 
 	mu      sync.Mutex
 	waiting map[uint64]uint64 // region id -> generation its checkpoint waits for
 }
 
 func newKVSyncer(s *Store) *kvSyncer {
-	return &kvSyncer{s: s, syncKV: s.engines.SyncKV, waiting: make(map[uint64]uint64)}
+	return &kvSyncer{s: s, syncKV: s.engines.SyncKV, epoch: time.Now(), waiting: make(map[uint64]uint64)}
 }
 
 // wait registers a checkpoint of regionID taken after a kv commit and
@@ -105,7 +108,7 @@ func (k *kvSyncer) sync() {
 		fatalf("kv sync: %v", err)
 	}
 	k.done.Store(gen)
-	k.last.Store(time.Now().UnixNano())
+	k.last.Store(int64(time.Since(k.epoch)))
 	k.syncMu.Unlock()
 	k.s.stats.kvSyncs.Add(1)
 
@@ -139,7 +142,7 @@ func (k *kvSyncer) run() {
 		k.mu.Lock()
 		idle := len(k.waiting) == 0
 		k.mu.Unlock()
-		if idle || time.Since(time.Unix(0, k.last.Load())) < interval/2 {
+		if idle || time.Since(k.epoch)-time.Duration(k.last.Load()) < interval/2 {
 			continue
 		}
 		k.sync()
