@@ -238,16 +238,45 @@ func GetMsgTxn(txn *badger.Txn, key []byte, msg proto.Message) error {
 }
 
 // GetValueTxn returns a copy of the value at key, or ErrNotFound.
+//
+// Badger reads a value kept in the value log through the pointer its lookup
+// found, and if that file is gone it logs the failure and returns an empty
+// value without an error. The value-log GC deletes a file once it has
+// rewritten its live values elsewhere, and only iterators hold the deletion
+// off, so a point read can lose that race (value_gc.go). A value-log
+// pointer that yields nothing is therefore looked up again, which finds the
+// rewritten copy, and after valueReadAttempts it is an error, never an
+// empty value.
 func GetValueTxn(txn *badger.Txn, key []byte) ([]byte, error) {
-	item, err := txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, ErrNotFound
+	for attempt := 1; ; attempt++ {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil, ErrNotFound
+		}
+		if err != nil {
+			return nil, err
+		}
+		if afterValueLookup != nil {
+			afterValueLookup()
+		}
+		v, err := item.ValueCopy(nil)
+		// An inline value's size is its length; a value-log pointer's is
+		// its value's, which is never empty (ValueThreshold).
+		if err != nil || len(v) > 0 || item.ValueSize() <= 0 {
+			return v, err
+		}
+		if attempt == valueReadAttempts {
+			return nil, fmt.Errorf("engine: value of %q in the value log unreadable after %d lookups (see the log)", key, attempt)
+		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	return item.ValueCopy(nil)
 }
+
+// valueReadAttempts bounds GetValueTxn's lookups of one value.
+const valueReadAttempts = 3
+
+// afterValueLookup, if set (tests), runs in GetValueTxn between a key's
+// lookup and the read of its value.
+var afterValueLookup func()
 
 // badgerLogger forwards Badger's log lines to slog; Badger's info and debug
 // chatter is dropped.

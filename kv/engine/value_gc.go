@@ -21,7 +21,9 @@ import (
 // new copies are durable; a power loss then could lose values that an
 // earlier SyncKV had made durable, and whose raft entries are gone. Badger
 // defers the deletion while an iterator is open, so collectValueLog holds
-// one until it has synced the kv DB.
+// one until it has synced the kv DB. Point reads, which hold no iterator,
+// race the deletion: GetValueTxn looks a value up again when its file went
+// between the lookup and the read.
 
 const (
 	valueGCInterval     = time.Minute

@@ -80,3 +80,64 @@ func TestValueLogGC(t *testing.T) {
 		}
 	}
 }
+
+// TestValueReadDuringGC: a point read whose value's file the value-log GC
+// deletes between the lookup and the read (the GC rewrote the value first)
+// returns the value, not the empty value Badger gives for an unreadable one.
+func TestValueReadDuringGC(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions() // 1 MiB value logs
+	opts.ValueThreshold = 128
+	opts = opts.withDefaults()
+	open := func() *Engines {
+		db, err := badger.Open(badgerOptions(dir, opts).WithNumLevelZeroTables(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Engines{KV: db, logger: opts.Logger}
+	}
+	// The first value log holds the first ~1000 values; overwriting the
+	// first 750 leaves it mostly garbage, and the GC moves the rest.
+	const keys, overwritten = 1500, 750
+	key := func(i int) []byte { return DataKey('d', fmt.Appendf(nil, "key-%05d", i)) }
+	val := func(i, round int) []byte { return bytes.Repeat([]byte{byte('a' + round)}, 1000+i%7) }
+	var wb WriteBatch
+	for round, n := range []int{keys, overwritten} {
+		e := open()
+		for i := range n {
+			wb.Set(key(i), val(i, round))
+			if wb.Len() == 50 {
+				mustCommit(t, e.KV, &wb)
+			}
+		}
+		mustCommit(t, e.KV, &wb)
+		if err := e.KV.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := open()
+	defer e.KV.Close()
+	if err := e.KV.Flatten(1); err != nil {
+		t.Fatal(err)
+	}
+	moved := key(overwritten) // live, in the first value log
+	txn := e.KV.NewTransaction(false)
+	defer txn.Discard()
+	stale, err := txn.Get(moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { afterValueLookup = nil }()
+	afterValueLookup = func() {
+		afterValueLookup = nil
+		e.collectValueLog(nil)
+		// The lookup's pointer now leads nowhere: Badger's empty value.
+		if v, err := stale.ValueCopy(nil); err != nil || len(v) != 0 {
+			t.Fatalf("the GC did not delete the value's file: %d bytes, %v", len(v), err)
+		}
+	}
+	v, err := GetValueTxn(txn, moved)
+	if err != nil || !bytes.Equal(v, val(overwritten, 0)) {
+		t.Fatalf("read during the GC: %d bytes %.8q, %v", len(v), v, err)
+	}
+}
