@@ -19,10 +19,13 @@ func vlogFiles(t *testing.T, e *Engines) []string {
 	return files
 }
 
-// TestValueLogGC overwrites values kept in the value log and checks that
-// collecting the log removes files, and that every key still reads its
-// newest value.
-func TestValueLogGC(t *testing.T) {
+// valueLogDB returns a kv DB that keeps values from 128 bytes on in value
+// logs of 1 MiB. Round r writes gcVal(i, r) at gcKey(i) for i below
+// counts[r], 50 to a transaction, and closes the DB, which flushes its
+// memtable to a table; the tables are then compacted to one level, so
+// that the DB knows which values were overwritten.
+func valueLogDB(t *testing.T, counts ...int) *Engines {
+	t.Helper()
 	dir := t.TempDir()
 	opts := testOptions() // 1 MiB value logs
 	opts.ValueThreshold = 128
@@ -36,29 +39,39 @@ func TestValueLogGC(t *testing.T) {
 		}
 		return &Engines{KV: db, logger: opts.Logger}
 	}
-	const keys, rounds = 1500, 3
-	key := func(i int) []byte { return DataKey('d', fmt.Appendf(nil, "key-%05d", i)) }
-	val := func(i, round int) []byte { return bytes.Repeat([]byte{byte('a' + round)}, 1000+i%7) }
-
 	var wb WriteBatch
-	for r := range rounds {
+	for round, n := range counts {
 		e := open()
-		for i := range keys {
-			wb.Set(key(i), val(i, r))
+		for i := range n {
+			wb.Set(gcKey(i), gcVal(i, round))
 			if wb.Len() == 50 {
 				mustCommit(t, e.KV, &wb)
 			}
 		}
 		mustCommit(t, e.KV, &wb)
-		if err := e.KV.Close(); err != nil { // flushes the memtable into a table
+		if err := e.KV.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	e := open()
-	defer e.KV.Close()
 	if err := e.KV.Flatten(1); err != nil {
+		e.KV.Close()
 		t.Fatal(err)
 	}
+	return e
+}
+
+func gcKey(i int) []byte { return DataKey('d', fmt.Appendf(nil, "key-%05d", i)) }
+
+func gcVal(i, round int) []byte { return bytes.Repeat([]byte{byte('a' + round)}, 1000+i%7) }
+
+// TestValueLogGC overwrites values kept in the value log and checks that
+// collecting the log removes files, and that every key still reads its
+// newest value.
+func TestValueLogGC(t *testing.T) {
+	const keys, rounds = 1500, 3
+	e := valueLogDB(t, keys, keys, keys)
+	defer e.KV.Close()
 	before := len(vlogFiles(t, e))
 	if before < rounds*keys*1000/(1<<20) {
 		t.Fatalf("%d value logs for %d MB of values: values are not in the value log", before, rounds*keys/1000)
@@ -75,7 +88,7 @@ func TestValueLogGC(t *testing.T) {
 		t.Fatalf("value log GC removed no file: %d before, %d after", before, after)
 	}
 	for i := range keys {
-		if v, ok := getValue(t, e.KV, key(i)); !ok || !bytes.Equal(v, val(i, rounds-1)) {
+		if v, ok := getValue(t, e.KV, gcKey(i)); !ok || !bytes.Equal(v, gcVal(i, rounds-1)) {
 			t.Fatalf("key %d after GC: %d bytes %.8q, found %v", i, len(v), v, ok)
 		}
 	}
@@ -85,42 +98,12 @@ func TestValueLogGC(t *testing.T) {
 // deletes between the lookup and the read (the GC rewrote the value first)
 // returns the value, not the empty value Badger gives for an unreadable one.
 func TestValueReadDuringGC(t *testing.T) {
-	dir := t.TempDir()
-	opts := testOptions() // 1 MiB value logs
-	opts.ValueThreshold = 128
-	opts = opts.withDefaults()
-	open := func() *Engines {
-		db, err := badger.Open(badgerOptions(dir, opts).WithNumLevelZeroTables(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &Engines{KV: db, logger: opts.Logger}
-	}
 	// The first value log holds the first ~1000 values; overwriting the
 	// first 750 leaves it mostly garbage, and the GC moves the rest.
 	const keys, overwritten = 1500, 750
-	key := func(i int) []byte { return DataKey('d', fmt.Appendf(nil, "key-%05d", i)) }
-	val := func(i, round int) []byte { return bytes.Repeat([]byte{byte('a' + round)}, 1000+i%7) }
-	var wb WriteBatch
-	for round, n := range []int{keys, overwritten} {
-		e := open()
-		for i := range n {
-			wb.Set(key(i), val(i, round))
-			if wb.Len() == 50 {
-				mustCommit(t, e.KV, &wb)
-			}
-		}
-		mustCommit(t, e.KV, &wb)
-		if err := e.KV.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e := open()
+	e := valueLogDB(t, keys, overwritten)
 	defer e.KV.Close()
-	if err := e.KV.Flatten(1); err != nil {
-		t.Fatal(err)
-	}
-	moved := key(overwritten) // live, in the first value log
+	moved := gcKey(overwritten) // live, in the first value log
 	txn := e.KV.NewTransaction(false)
 	defer txn.Discard()
 	stale, err := txn.Get(moved)
@@ -137,7 +120,7 @@ func TestValueReadDuringGC(t *testing.T) {
 		}
 	}
 	v, err := GetValueTxn(txn, moved)
-	if err != nil || !bytes.Equal(v, val(overwritten, 0)) {
+	if err != nil || !bytes.Equal(v, gcVal(overwritten, 0)) {
 		t.Fatalf("read during the GC: %d bytes %.8q, %v", len(v), v, err)
 	}
 }
