@@ -34,8 +34,8 @@ type Options struct {
 	// value log, with only the key and a pointer in the LSM tree (Badger's
 	// key-value separation, after WiscKey); 0 means DefaultValueThreshold,
 	// or 15% of MemTableSize if that is less. It must not exceed either.
-	// Tests only: below the default, a power loss can leave the kv DB
-	// inconsistent (DefaultValueThreshold).
+	// Tests only: the raftstore refuses a kv DB whose threshold could put
+	// region states in the value log (DefaultValueThreshold).
 	ValueThreshold int64
 	// RaftSegmentSize is the size of the raft log's segment files
 	// (raftlog.Options.SegmentSize).
@@ -46,10 +46,11 @@ type Options struct {
 
 // DefaultValueThreshold is the kv DB's ValueThreshold unless Options sets
 // one: Badger's own default and largest, so that only values over 1 MiB go
-// to the value log. A lower threshold (tried at 128 bytes: 16-region puts
+// to the value log. A low threshold (tried at 128 bytes: 16-region puts
 // +12%, docs/BENCHMARKS.md) breaks the kv DB's crash recovery against power
-// loss: the memtable's log could keep a RaftApplyState whose entries' values
-// the value log lost (docs/ARCHITECTURE.md, Decisions).
+// loss: a split's RegionLocalState would go to the value log, and the
+// memtable's log could keep the split's apply state while the value log
+// lost the region state (docs/ARCHITECTURE.md, Decisions).
 const DefaultValueThreshold = MaxValueThreshold
 
 // MaxValueThreshold is the largest ValueThreshold Badger accepts.
