@@ -29,9 +29,7 @@ type kvWriter struct {
 	stats *storeStats
 }
 
-func newKVWriter(db *badger.DB, stats *storeStats) *kvWriter {
-	return &kvWriter{db: db, stats: stats}
-}
+func newKVWriter(db *badger.DB, stats *storeStats) *kvWriter { return &kvWriter{db: db, stats: stats} }
 
 func (w *kvWriter) ensure() {
 	if w.txn == nil {

@@ -152,8 +152,9 @@ func (k *kvSyncer) run() {
 // checkpoint is a peer's apply state as of a kv commit, waiting to be
 // written until the sync of generation gen has made that commit durable.
 type checkpoint struct {
-	state rspb.RaftApplyState
-	gen   uint64 // 0: none
+	applied   uint64
+	truncated rspb.RaftTruncatedState
+	gen       uint64 // 0: none
 }
 
 // takeCheckpoint runs after the round's kv commit: if the peer applied
@@ -161,17 +162,16 @@ type checkpoint struct {
 // it has waits for a sync already begun (kvSyncer.wait).
 func (p *peer) takeCheckpoint() {
 	ps := p.ps
-	if p.dead || ps.appliedIndex() <= ps.persistedApplied || ps.appliedIndex() == ps.ckpt.state.AppliedIndex {
+	if p.dead || ps.appliedIndex() <= ps.persistedApplied || ps.appliedIndex() == ps.ckpt.applied {
 		return
 	}
 	gen, ok := p.store.kvSync.wait(p.regionID(), ps.ckpt.gen)
 	if !ok {
 		return
 	}
-	ps.ckpt = checkpoint{gen: gen, state: rspb.RaftApplyState{
-		AppliedIndex:   ps.applyState.AppliedIndex,
-		TruncatedState: &rspb.RaftTruncatedState{Index: ps.truncatedIndex(), Term: ps.applyState.TruncatedState.Term},
-	}}
+	// Plain values: a busy peer takes one every round, and only the one
+	// written (about once a second) becomes a message.
+	ps.ckpt = checkpoint{applied: ps.appliedIndex(), truncated: *ps.applyState.TruncatedState, gen: gen}
 }
 
 // releaseCompacted hands the log GC the deletions of compacted entries
@@ -198,9 +198,11 @@ func (p *peer) writeCheckpoint(w *kvWriter) {
 	if p.dead || ps.ckpt.gen == 0 || !p.store.kvSync.synced(ps.ckpt.gen) {
 		return
 	}
-	if st := &ps.ckpt.state; st.AppliedIndex > ps.persistedApplied {
-		w.setMsg(engine.ApplyStateKey(p.regionID()), st)
-		ps.notePersisted(st)
+	if ps.ckpt.applied > ps.persistedApplied {
+		tr := ps.ckpt.truncated
+		st := rspb.RaftApplyState{AppliedIndex: ps.ckpt.applied, TruncatedState: &tr}
+		w.setMsg(engine.ApplyStateKey(p.regionID()), &st)
+		ps.notePersisted(&st)
 	}
 	ps.ckpt = checkpoint{}
 }
