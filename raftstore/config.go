@@ -88,7 +88,10 @@ type Config struct {
 	// FailPoint, if set, is asked at named points of crash-sensitive code
 	// paths; returning true makes the store behave as if it crashed there
 	// (the peer stops dead; the test then restarts the store). For
-	// fault-injection tests only. Points: "snapshot-after-clear".
+	// fault-injection tests only. Points: "snapshot-after-mark" (the
+	// region is marked Applying, the raft state not yet at the snapshot)
+	// and "snapshot-after-clear" (the old data is cleared, the new not
+	// written).
 	FailPoint func(name string) bool
 }
 

@@ -140,6 +140,13 @@ func (p *peer) prepareSnapshot(snap *raftpb.Snapshot, raftWB *raftlog.Batch) {
 	if err := ps.engines.SyncKV(); err != nil {
 		fatalf("%s: %v", ps.tag, err)
 	}
+	if p.store.cfg.failPoint("snapshot-after-mark") {
+		// A crash here leaves the region Applying with the raft state
+		// before the snapshot: recoverApplyingSnapshot moves it.
+		p.log.Warn("fail point: stopping dead after marking a snapshot applying", "snapshot", key)
+		p.dead = true
+		return
+	}
 
 	raftWB.DeleteTo(ps.region.Id, max(oldLast, key.Index)+1)
 	ps.raftState.LastIndex, ps.raftState.LastTerm = key.Index, key.Term

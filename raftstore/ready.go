@@ -36,6 +36,9 @@ func (p *peer) collectReady(raftWB *raftlog.Batch) bool {
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		p.prepareSnapshot(&rd.Snapshot, raftWB)
+		if p.dead { // a fail point
+			return false
+		}
 	}
 	if p.isLeader {
 		// A leader may send before its own append is durable (raft thesis

@@ -66,15 +66,23 @@ func TestOneSnapshot(t *testing.T) {
 	c.CheckLogBounded(20)
 }
 
-// TestSnapshotApplyCrash kills a store after applying a snapshot cleared the
-// region's old data and before it wrote the new: on restart the store must
-// finish the job from the received files.
+// TestSnapshotApplyCrash kills a store in each window of applying a
+// snapshot: after the region is marked Applying and before the raft state
+// is at the snapshot (the old data still there), and after the old data is
+// cleared and before the new is written. On restart the store must finish
+// the job from the received files.
 func TestSnapshotApplyCrash(t *testing.T) {
+	for _, point := range []string{"snapshot-after-mark", "snapshot-after-clear"} {
+		t.Run(point, func(t *testing.T) { testSnapshotApplyCrash(t, point) })
+	}
+}
+
+func testSnapshotApplyCrash(t *testing.T, point string) {
 	var crashed atomicFlag
 	var lagger uint64
 	cfg := lowGCConfig()
 	cfg.FailPoint = func(name string) bool {
-		return name == "snapshot-after-clear" && crashed.setOnce()
+		return name == point && crashed.setOnce()
 	}
 	c := New(t, Options{Stores: 3, Config: cfg})
 	leader := c.WaitLeader(firstRegionID)
@@ -99,9 +107,10 @@ func TestSnapshotApplyCrash(t *testing.T) {
 		}
 		return nil
 	})
-	// Half-applied: the old data is gone, the new not written yet.
-	if _, ok := c.EngineGet(lagger, []byte("old")); ok {
-		t.Fatalf("fail point fired before the old data was cleared")
+	// Half-applied: the new data not written yet; the old cleared only at
+	// the second point.
+	if _, ok := c.EngineGet(lagger, []byte("old")); ok != (point == "snapshot-after-mark") {
+		t.Fatalf("at %s the lagger has the old data: %v", point, ok)
 	}
 	if _, ok := c.EngineGet(lagger, []byte("k00")); ok {
 		t.Fatalf("fail point fired after the new data was written")
