@@ -7,7 +7,10 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/gogo/protobuf/proto"
+
 	"github.com/regionkv/regionkv/proto/metapb"
+	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
 )
 
@@ -105,5 +108,72 @@ func TestMalformedRaftMessages(t *testing.T) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
+	}
+}
+
+// TestMalformedAdminRequests sends the leader admin commands that a buggy
+// scheduler could send (HandleRegionHeartbeatResponse proposes what it is
+// told). Each must be answered with an error, change nothing, and leave the
+// region working.
+func TestMalformedAdminRequests(t *testing.T) {
+	stores := newTestCluster(t, 3)
+	leader := waitLeader(t, stores, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	before, _ := leader.PeerStatus(1)
+	peer := func(id, store uint64) *metapb.Peer { return &metapb.Peer{Id: id, StoreId: store} }
+	changePeer := func(typ raft_cmdpb.ConfChangeType, p *metapb.Peer) *raft_cmdpb.AdminRequest {
+		return &raft_cmdpb.AdminRequest{CmdType: raft_cmdpb.AdminCmdType_ChangePeer,
+			ChangePeer: &raft_cmdpb.ChangePeerRequest{ChangeType: typ, Peer: p}}
+	}
+	cases := []struct {
+		name  string
+		admin *raft_cmdpb.AdminRequest
+	}{
+		{"invalid admin type", &raft_cmdpb.AdminRequest{CmdType: raft_cmdpb.AdminCmdType_InvalidAdmin}},
+		{"unknown admin type", &raft_cmdpb.AdminRequest{CmdType: 77}},
+		{"change peer without a request", &raft_cmdpb.AdminRequest{CmdType: raft_cmdpb.AdminCmdType_ChangePeer}},
+		{"change peer without a peer", changePeer(raft_cmdpb.ConfChangeType_AddNode, nil)},
+		{"add peer id 0", changePeer(raft_cmdpb.ConfChangeType_AddNode, peer(0, 9))},
+		{"add peer on store 0", changePeer(raft_cmdpb.ConfChangeType_AddNode, peer(900, 0))},
+		{"add a second peer on a store", changePeer(raft_cmdpb.ConfChangeType_AddNode, peer(900, before.StoreID))},
+		{"unknown change type", changePeer(77, peer(900, 9))},
+		{"transfer leader without a request", &raft_cmdpb.AdminRequest{CmdType: raft_cmdpb.AdminCmdType_TransferLeader}},
+		{"transfer leader to a non-member", &raft_cmdpb.AdminRequest{CmdType: raft_cmdpb.AdminCmdType_TransferLeader,
+			TransferLeader: &raft_cmdpb.TransferLeaderRequest{Peer: peer(900, 9)}}},
+		{"split without a request", &raft_cmdpb.AdminRequest{CmdType: raft_cmdpb.AdminCmdType_Split}},
+		{"split with too few peer ids", &raft_cmdpb.AdminRequest{CmdType: raft_cmdpb.AdminCmdType_Split,
+			Split: &raft_cmdpb.SplitRequest{SplitKey: []byte("m"), NewRegionId: 2, NewPeerIds: []uint64{201}}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := &raft_cmdpb.RaftCmdRequest{
+				Header:       &raft_cmdpb.RaftRequestHeader{RegionId: 1, RegionEpoch: before.Region.RegionEpoch},
+				AdminRequest: tc.admin,
+			}
+			res, err := leader.Execute(ctx, req)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			if res.RegionError() == nil {
+				t.Fatalf("accepted: %v", res.Resp)
+			}
+		})
+	}
+	for _, s := range stores {
+		if st, _ := s.PeerStatus(1); !proto.Equal(st.Region, before.Region) {
+			t.Fatalf("store %d: the region changed: %v, was %v", st.StoreID, st.Region, before.Region)
+		}
+	}
+	for {
+		leader = waitLeader(t, stores, 1)
+		res, err := leader.Execute(ctx, putCmd(leader, "a", "1"))
+		if err != nil {
+			t.Fatalf("put after the bad admin commands: %v", err)
+		}
+		if res.RegionError() == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
