@@ -83,17 +83,7 @@ func TestMalformedRaftMessages(t *testing.T) {
 	// higher-term append above may cost the leader its leadership, which is
 	// raft working as designed, not a failure.)
 	for _, key := range []string{"b", "c"} {
-		for {
-			leader = waitLeader(t, stores, 1)
-			res, err := leader.Execute(ctx, putCmd(leader, key, "2"))
-			if err != nil {
-				t.Fatalf("put after garbage: %v", err)
-			}
-			if res.RegionError() == nil {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		leader = putThroughLeader(ctx, t, stores, key, "2")
 	}
 	want, _ := leader.PeerStatus(1)
 	for _, s := range stores {
@@ -165,14 +155,21 @@ func TestMalformedAdminRequests(t *testing.T) {
 			t.Fatalf("store %d: the region changed: %v, was %v", st.StoreID, st.Region, before.Region)
 		}
 	}
+	putThroughLeader(ctx, t, stores, "a", "1")
+}
+
+// putThroughLeader puts key=value in region 1 through its leader, retrying
+// while leadership moves (a region error), and returns the store that led.
+func putThroughLeader(ctx context.Context, t *testing.T, stores []*Store, key, value string) *Store {
+	t.Helper()
 	for {
-		leader = waitLeader(t, stores, 1)
-		res, err := leader.Execute(ctx, putCmd(leader, "a", "1"))
+		leader := waitLeader(t, stores, 1)
+		res, err := leader.Execute(ctx, putCmd(leader, key, value))
 		if err != nil {
-			t.Fatalf("put after the bad admin commands: %v", err)
+			t.Fatalf("put %s: %v", key, err)
 		}
 		if res.RegionError() == nil {
-			break
+			return leader
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
