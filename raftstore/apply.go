@@ -83,20 +83,29 @@ func (w *kvWriter) deleteRange(lo, hi []byte) {
 	}
 }
 
-// commit makes the round's writes visible. It does not fsync: the raft log,
-// already durable, can replay them.
+// commit makes the writes so far visible to every transaction begun after
+// it returns, which is all that answering them needs: a read that starts
+// after the answer sees them. It hands them to Badger's writer and does not
+// wait for them to reach the memtable; Badger makes any later transaction,
+// including this worker's next one, wait for that (engine.WaitCommitted),
+// so the worker's wait moves from the end of this round to its next write,
+// while it takes in messages, collects Readies and starts the raft log's
+// fsync. A sync (Engines.SyncKV) waits for them too. It does not fsync:
+// the raft log, already durable, can replay them.
 func (w *kvWriter) commit() {
 	if w.txn == nil {
 		return
 	}
 	start := time.Now()
-	err := w.txn.Commit()
+	stats := w.stats
+	w.txn.CommitWith(func(err error) {
+		if err != nil {
+			fatalf("kv commit: %v", err)
+		}
+		stats.kvCommits.Add(1)
+		stats.kvCommitNanos.Add(uint64(time.Since(start)))
+	})
 	w.txn = nil
-	if err != nil {
-		fatalf("kv commit: %v", err)
-	}
-	w.stats.kvCommits.Add(1)
-	w.stats.kvCommitNanos.Add(uint64(time.Since(start)))
 }
 
 // fatalf stops the process on a storage error: raft cannot continue past a

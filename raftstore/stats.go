@@ -15,9 +15,9 @@ type Stats struct {
 	RaftSyncTime    time.Duration // the whole write, the fdatasync included
 	Fdatasyncs      uint64        // of the raft log's segments (engine.WriteRaft)
 	FdatasyncTime   time.Duration
-	EntriesAppended uint64 // log entries written to the raft log
-	KVCommits       uint64 // kv-DB transactions of applied entries
-	KVCommitTime    time.Duration
+	EntriesAppended uint64        // log entries written to the raft log
+	KVCommits       uint64        // kv-DB transactions of applied entries
+	KVCommitTime    time.Duration // from handing each to Badger until it is written
 	// KVSyncs are kv-DB syncs that let apply states be written: periodic,
 	// before a split or conf change, and before the log GC (kv_sync.go).
 	KVSyncs        uint64

@@ -182,8 +182,20 @@ func (e *Engines) WriteRaft(b *raftlog.Batch) error {
 	return e.Raft.Write(b, true)
 }
 
+// WaitCommitted returns once every commit handed to db before the call,
+// with Txn.Commit or Txn.CommitWith, is written to its memtable and log.
+// It is the barrier Badger puts in every new transaction: a transaction's
+// read timestamp is the last commit timestamp handed out, and Badger waits
+// until every commit up to it is written before the transaction starts
+// (its txnMark watermark), so that a read sees every commit made before
+// it began. A commit handed over with CommitWith is therefore visible to
+// every transaction begun after CommitWith returns; only what reads the
+// files rather than a transaction, a sync, has to wait for it here.
+func WaitCommitted(db *badger.DB) { db.NewTransaction(false).Discard() }
+
 // SyncKV makes every write to the kv DB so far durable, even against power
-// loss. Badger's DB.Sync syncs only the active memtable's write-ahead log
+// loss, including the commits handed to Badger without waiting for them
+// (Txn.CommitWith; see WaitCommitted). Badger's DB.Sync syncs only the active memtable's write-ahead log
 // and the newest value log (Badger syncs a value log when it rotates it out,
 // truncating it), so a write that went into a memtable which has since been
 // rotated out (and is not yet flushed to a table) would be missed; SyncKV
@@ -192,6 +204,7 @@ func (e *Engines) WriteRaft(b *raftlog.Batch) error {
 // does not when it creates a memtable or value log, so a power loss could
 // take a log's directory entry, and the log with it.
 func (e *Engines) SyncKV() error {
+	WaitCommitted(e.KV)
 	if err := e.KV.Sync(); err != nil {
 		return fmt.Errorf("engine: sync kv db: %w", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -411,5 +413,52 @@ func TestCompression(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(other); len(ents) != 0 {
 		t.Errorf("a refused Open left %d files behind", len(ents))
+	}
+}
+
+// TestCommitWithVisibleToLaterTxns: the raftstore answers a write once its
+// commit is handed to Badger (Txn.CommitWith), not once it is written, so
+// it relies on every transaction begun after CommitWith returns seeing the
+// write (WaitCommitted's doc). Each round overwrites one key and writes a
+// new one, then reads both back at once.
+func TestCommitWithVisibleToLaterTxns(t *testing.T) {
+	e := newEngines(t)
+	hot := DataKey('d', []byte("hot"))
+	var failed atomic.Int32
+	var done sync.WaitGroup
+	const rounds = 2000
+	for i := range rounds {
+		val := fmt.Appendf(nil, "v%d", i)
+		key := DataKey('d', fmt.Appendf(nil, "k%05d", i))
+		txn := e.KV.NewTransaction(true)
+		if err := txn.Set(hot, val); err != nil {
+			t.Fatal(err)
+		}
+		if err := txn.Set(key, val); err != nil {
+			t.Fatal(err)
+		}
+		done.Add(1)
+		txn.CommitWith(func(err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+			done.Done()
+		})
+		for _, k := range [][]byte{hot, key} {
+			if got, ok := getValue(t, e.KV, k); !ok || !bytes.Equal(got, val) {
+				t.Fatalf("round %d: %q = %q (found %v) right after CommitWith, want %q", i, k, got, ok, val)
+			}
+		}
+	}
+	// And a sync waits for what is still being written.
+	if err := e.SyncKV(); err != nil {
+		t.Fatalf("SyncKV: %v", err)
+	}
+	done.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d commits failed", n)
+	}
+	if got := len(allKeys(t, e.KV)); got != rounds+1 {
+		t.Fatalf("%d keys, want %d", got, rounds+1)
 	}
 }

@@ -168,7 +168,7 @@ var (
 	fdatasyncSecs = prometheus.NewDesc("regionkv_raftstore_fdatasync_seconds_total", "Time spent in fdatasync of the raft log's segments.", nil, nil)
 	appendedDesc  = prometheus.NewDesc("regionkv_raftstore_entries_appended_total", "Log entries written to the raft log.", nil, nil)
 	kvCommitDesc  = prometheus.NewDesc("regionkv_raftstore_kv_commits_total", "kv-DB transactions of applied entries.", nil, nil)
-	kvCommitSecs  = prometheus.NewDesc("regionkv_raftstore_kv_commit_seconds_total", "Time spent committing applied entries to the kv DB.", nil, nil)
+	kvCommitSecs  = prometheus.NewDesc("regionkv_raftstore_kv_commit_seconds_total", "Time from handing applied entries to the kv DB until Badger has written them (the raft worker does not wait for it).", nil, nil)
 	appliedDesc   = prometheus.NewDesc("regionkv_raftstore_entries_applied_total", "Committed entries handed to apply.", nil, nil)
 	kvSyncDesc    = prometheus.NewDesc("regionkv_raftstore_kv_syncs_total", "kv-DB syncs that let applied entries' RaftApplyStates be written.", nil, nil)
 	localReadDesc = prometheus.NewDesc("regionkv_raftstore_local_reads_total", "Reads answered from a leader lease, without a ReadIndex round.", nil, nil)
