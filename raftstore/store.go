@@ -353,6 +353,9 @@ func (s *Store) Stop() {
 		s.cancel()
 		s.router.Stop()
 		s.wg.Wait()
+		// The workers' last kv commits may still be being written (they do
+		// not wait for them); the engines may be closed once Stop returns.
+		engine.WaitCommitted(s.engines.KV)
 		s.meta.Lock()
 		defer s.meta.Unlock()
 		for id, p := range s.meta.peers {
