@@ -195,14 +195,15 @@ func WaitCommitted(db *badger.DB) { db.NewTransaction(false).Discard() }
 
 // SyncKV makes every write to the kv DB so far durable, even against power
 // loss, including the commits handed to Badger without waiting for them
-// (Txn.CommitWith; see WaitCommitted). Badger's DB.Sync syncs only the active memtable's write-ahead log
-// and the newest value log (Badger syncs a value log when it rotates it out,
-// truncating it), so a write that went into a memtable which has since been
-// rotated out (and is not yet flushed to a table) would be missed; SyncKV
-// therefore also fsyncs every memtable log file (Badger names them
-// NNNNN.mem) in the kv directory. Last it fsyncs the directory: Badger
-// does not when it creates a memtable or value log, so a power loss could
-// take a log's directory entry, and the log with it.
+// (Txn.CommitWith; see WaitCommitted). Badger's DB.Sync syncs only the
+// active memtable's write-ahead log and the newest value log (Badger syncs
+// a value log when it rotates it out, truncating it), so a write that went
+// into a memtable which has since been rotated out (and is not yet flushed
+// to a table) would be missed; SyncKV therefore also fsyncs every memtable
+// log file (Badger names them NNNNN.mem) in the kv directory. Last it
+// fsyncs the directory: Badger does not when it creates a memtable or value
+// log, so a power loss could take a log's directory entry, and the log with
+// it.
 func (e *Engines) SyncKV() error {
 	WaitCommitted(e.KV)
 	if err := e.KV.Sync(); err != nil {
