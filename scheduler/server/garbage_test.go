@@ -74,8 +74,7 @@ func TestEmptyRequests(t *testing.T) {
 	if b := mustOK(t, res(cli.IsBootstrapped(ctx, &schedulerpb.IsBootstrappedRequest{Header: hdr}))); b.Bootstrapped {
 		t.Fatal("empty requests bootstrapped the cluster")
 	}
-	alloc := func() uint64 { return mustOK(t, res(cli.AllocID(ctx, &schedulerpb.AllocIDRequest{Header: hdr}))).Id }
-	storeID, peerID, regionID := alloc(), alloc(), alloc()
+	storeID, peerID, regionID := allocID(ctx, t, cli, hdr), allocID(ctx, t, cli, hdr), allocID(ctx, t, cli, hdr)
 	mustOK(t, res(cli.Bootstrap(ctx, &schedulerpb.BootstrapRequest{Header: hdr,
 		Store:  &metapb.Store{Id: storeID, Address: "127.0.0.1:20160"},
 		Region: region(regionID, "", "", 1, 1, &metapb.Peer{Id: peerID, StoreId: storeID})})))

@@ -28,21 +28,17 @@ func TestOperatorAPI(t *testing.T) {
 	defer cancel()
 	members := mustOK(t, res(cli.GetMembers(ctx, &schedulerpb.GetMembersRequest{})))
 	hdr := &schedulerpb.RequestHeader{ClusterId: members.Header.ClusterId}
-	allocID := func() uint64 {
-		t.Helper()
-		return mustOK(t, res(cli.AllocID(ctx, &schedulerpb.AllocIDRequest{Header: hdr}))).Id
-	}
 
 	// Four stores; region on the first three, led by the first.
 	var stores []uint64
 	var peers []*metapb.Peer
 	for i := range 4 {
-		stores = append(stores, allocID())
+		stores = append(stores, allocID(ctx, t, cli, hdr))
 		if i < 3 {
-			peers = append(peers, &metapb.Peer{Id: allocID(), StoreId: stores[i]})
+			peers = append(peers, &metapb.Peer{Id: allocID(ctx, t, cli, hdr), StoreId: stores[i]})
 		}
 	}
-	regionID := allocID()
+	regionID := allocID(ctx, t, cli, hdr)
 	mustOK(t, res(cli.Bootstrap(ctx, &schedulerpb.BootstrapRequest{Header: hdr,
 		Store: &metapb.Store{Id: stores[0], Address: "127.0.0.1:1"}, Region: region(regionID, "", "", 1, 1, peers[0])})))
 	r := region(regionID, "", "", 3, 1, peers...)

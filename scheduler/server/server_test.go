@@ -127,6 +127,12 @@ func mustOK[R headered](t *testing.T, r rpcResult[R]) R {
 	return resp
 }
 
+// allocID allocates an id from the scheduler behind cli.
+func allocID(ctx context.Context, t *testing.T, cli schedulerpb.SchedulerClient, hdr *schedulerpb.RequestHeader) uint64 {
+	t.Helper()
+	return mustOK(t, res(cli.AllocID(ctx, &schedulerpb.AllocIDRequest{Header: hdr}))).Id
+}
+
 func wantErr[R headered](t *testing.T, r rpcResult[R], want schedulerpb.ErrorType) {
 	t.Helper()
 	resp, err := r.resp, r.err
@@ -191,17 +197,13 @@ func TestServerEndToEnd(t *testing.T) {
 	}
 	wantErr(t, res(cli.PutStore(ctx, &schedulerpb.PutStoreRequest{Header: hdr, Store: &metapb.Store{Id: 99, Address: "x:1"}})), schedulerpb.ErrorType_NOT_BOOTSTRAPPED)
 
-	allocID := func() uint64 {
-		t.Helper()
-		return mustOK(t, res(cli.AllocID(ctx, &schedulerpb.AllocIDRequest{Header: hdr}))).Id
-	}
 	// Three stores, region 1 with one peer per store.
 	var storeIDs, peerIDs []uint64
 	for range 3 {
-		storeIDs = append(storeIDs, allocID())
-		peerIDs = append(peerIDs, allocID())
+		storeIDs = append(storeIDs, allocID(ctx, t, cli, hdr))
+		peerIDs = append(peerIDs, allocID(ctx, t, cli, hdr))
 	}
-	regionID := allocID()
+	regionID := allocID(ctx, t, cli, hdr)
 	peer := func(i int) *metapb.Peer { return &metapb.Peer{Id: peerIDs[i], StoreId: storeIDs[i]} }
 	storeAddr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", 20160+i) }
 
@@ -315,7 +317,7 @@ func TestServerEndToEnd(t *testing.T) {
 
 	// With max_replicas 5 and a fourth store, the replica checker answers a
 	// heartbeat with an operator step: add a learner on the new store.
-	store4 := allocID()
+	store4 := allocID(ctx, t, cli, hdr)
 	mustOK(t, res(cli.PutStore(ctx, &schedulerpb.PutStoreRequest{Header: hdr, Store: &metapb.Store{Id: store4, Address: storeAddr(3)}})))
 	mustOK(t, res(cli.StoreHeartbeat(ctx, &schedulerpb.StoreHeartbeatRequest{Header: hdr, Stats: &schedulerpb.StoreStats{StoreId: store4}})))
 	stream, err = cli.RegionHeartbeat(ctx)
@@ -422,7 +424,7 @@ func TestServerEndToEnd(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	lastID := allocID()
+	lastID := allocID(ctx, t, cli, hdr)
 
 	// Restart on the same data dir: nothing is lost.
 	s.Close()
@@ -435,7 +437,7 @@ func TestServerEndToEnd(t *testing.T) {
 	if b := mustOK(t, res(cli.IsBootstrapped(ctx, &schedulerpb.IsBootstrappedRequest{Header: hdr}))); !b.Bootstrapped {
 		t.Fatal("not bootstrapped after restart")
 	}
-	if id := allocID(); id <= lastID {
+	if id := allocID(ctx, t, cli, hdr); id <= lastID {
 		t.Fatalf("id %d after restart, but %d was handed out before", id, lastID)
 	}
 	scan = mustOK(t, res(cli.ScanRegions(ctx, &schedulerpb.ScanRegionsRequest{Header: hdr})))
