@@ -6,6 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regionkv/regionkv/kv/engine"
+	"github.com/regionkv/regionkv/proto/metapb"
+	"github.com/regionkv/regionkv/proto/raft_cmdpb"
+	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
 	"github.com/regionkv/regionkv/raftstore"
 )
 
@@ -132,6 +136,121 @@ func testSnapshotApplyCrash(t *testing.T, point string) {
 		}
 		return nil
 	})
+}
+
+// TestSnapshotApplyCrashLongerOldLog is the first window of
+// TestSnapshotApplyCrash on a peer whose old log reaches past the
+// snapshot: a leader cut off with entries nobody else has. On restart its
+// raft state is left as it was (recoverApplyingSnapshot moves it only when
+// the log ends before the snapshot), the commit index rises to the
+// snapshot's, and the stale entries after it are overwritten by the new
+// leader's: none of the cut-off leader's writes may ever be applied.
+func TestSnapshotApplyCrashLongerOldLog(t *testing.T) {
+	var crashed atomicFlag
+	cfg := lowGCConfig()
+	cfg.FailPoint = func(name string) bool {
+		return name == "snapshot-after-mark" && crashed.setOnce()
+	}
+	c := New(t, Options{Stores: 3, Config: cfg})
+	c.MustPut([]byte("old"), []byte("x"))
+	leader := c.WaitLeader(firstRegionID)
+	cut := leader.StoreID
+	c.Eventually(5*time.Second, func() error {
+		for _, id := range c.StoreIDs() {
+			if _, ok := c.EngineGet(id, []byte("old")); !ok {
+				return fmt.Errorf("store %d has not applied the first write", id)
+			}
+		}
+		return nil
+	})
+	region := c.RegionOf([]byte("old"))
+	var peer *metapb.Peer
+	for _, p := range region.Peers {
+		if p.StoreId == cut {
+			peer = p
+		}
+	}
+	// Entries only the cut-off leader has: one proposal per round, until it
+	// notices it lost its quorum and steps down.
+	c.Network().Isolate(cut)
+	var stale int
+	for i := 0; i < 200; i++ {
+		st, ok := c.PeerStatus(cut, firstRegionID)
+		if !ok || st.LeaderID != peer.Id {
+			break
+		}
+		req := &raft_cmdpb.RaftCmdRequest{Header: header(region, peer), Requests: []*raft_cmdpb.Request{{
+			CmdType: raft_cmdpb.CmdType_Put,
+			Put:     &raft_cmdpb.PutRequest{Cf: engine.CFDefault, Key: []byte(fmt.Sprintf("stale%03d", i)), Value: []byte("never")},
+		}}}
+		if c.Store(cut).Propose(req, func(raftstore.Result) {}) == nil {
+			stale++
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	before, _ := c.PeerStatus(cut, firstRegionID)
+	// The others elect a leader and write fewer entries than the cut-off
+	// leader appended, but enough for their log to be compacted past the
+	// point where the logs part.
+	puts := int(before.LastIndex-before.CommitIndex) / 2
+	if puts < 12 {
+		t.Fatalf("the cut-off leader appended only %d entries past its commit index (%d proposals)", before.LastIndex-before.CommitIndex, stale)
+	}
+	for i := range puts {
+		c.MustPut([]byte(fmt.Sprintf("k%02d", i)), []byte("v"))
+	}
+	// Only a snapshot can catch the cut-off leader up once the others'
+	// logs no longer hold the entry after its commit index.
+	c.Eventually(10*time.Second, func() error {
+		for _, id := range c.StoreIDs() {
+			if st, ok := c.PeerStatus(id, firstRegionID); id != cut && (!ok || st.TruncatedIndex <= before.CommitIndex+1) {
+				return fmt.Errorf("store %d's log is not compacted past index %d", id, before.CommitIndex+1)
+			}
+		}
+		return nil
+	})
+	c.Network().Heal()
+	c.Eventually(15*time.Second, func() error {
+		if !crashed.isSet() {
+			return fmt.Errorf("no snapshot reached the fail point yet")
+		}
+		return nil
+	})
+	// The window this test is for: the log reaches past the snapshot.
+	var rs rspb.RaftLocalState
+	if _, err := c.Store(cut).Engines().Raft.State(firstRegionID, &rs); err != nil {
+		t.Fatal(err)
+	}
+	var apply rspb.RaftApplyState
+	if err := engine.GetMsg(c.Store(cut).Engines().KV, engine.ApplyStateKey(firstRegionID), &apply); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stale proposals %d, cut-off leader commit %d last %d; at the crash: raft last %d commit %d, snapshot %d", stale, before.CommitIndex, before.LastIndex, rs.LastIndex, rs.HardState.Commit, apply.TruncatedState.GetIndex())
+	if snap := apply.TruncatedState.GetIndex(); rs.LastIndex < snap {
+		t.Fatalf("the old log ends at %d, before the snapshot at %d: not the window under test", rs.LastIndex, snap)
+	}
+	c.StopStore(cut)
+	c.StartStore(cut)
+	c.MustPut([]byte("after"), []byte("y"))
+	c.Eventually(10*time.Second, func() error {
+		if v, _ := c.EngineGet(cut, []byte("after")); string(v) != "y" {
+			return fmt.Errorf("the restarted store does not replicate new writes")
+		}
+		return nil
+	})
+	for i := range puts {
+		if _, ok := c.EngineGet(cut, []byte(fmt.Sprintf("k%02d", i))); !ok {
+			t.Fatalf("after restart the store lacks k%02d", i)
+		}
+	}
+	for i := range stale {
+		key := []byte(fmt.Sprintf("stale%03d", i))
+		for _, id := range c.StoreIDs() {
+			if _, ok := c.EngineGet(id, key); ok {
+				t.Fatalf("store %d applied %s, a write only the cut-off leader had", id, key)
+			}
+		}
+	}
 }
 
 // The TinyKV project-2C scenarios: the log is compacted every few entries,
