@@ -62,6 +62,10 @@ func TestApplyStateTrailsAndReplays(t *testing.T) {
 	for i, r := range reqs {
 		mustExecute(t, s, region.Id, r, fmt.Sprintf("write %d", i))
 	}
+	// A write is answered in its round before the round publishes the
+	// peer's status: wait for the status to show the last one (after the
+	// leader's empty entry and the writes).
+	waitApplied(t, s, region.Id, before+uint64(len(reqs))+1)
 	st, _ := s.PeerStatus(region.Id)
 	applied := st.AppliedIndex
 	s.Stop()
@@ -333,9 +337,12 @@ func TestApplyStateNeverAheadOfSync(t *testing.T) {
 		Put: &raft_cmdpb.PutRequest{Key: []byte("a"), Value: []byte("v")}}, "the first put")
 	var first uint64
 	waitFor(t, "the first apply state", func() bool {
+		// The status of the round that applied the put may not be out yet
+		// (a write is answered first): it is once the applied index
+		// reaches the put's, the last.
 		st, _ := s.PeerStatus(region.Id)
 		first = st.AppliedIndex
-		return loadApplyState(t, eng, region.Id).AppliedIndex == first
+		return first == st.LastIndex && loadApplyState(t, eng, region.Id).AppliedIndex == first
 	})
 	base.Store(first)
 	covered.Store(first)
