@@ -173,8 +173,9 @@ func TestSnapshotApplyCrashLongerOldLog(t *testing.T) {
 	// Entries only the cut-off leader has: one proposal per round, until it
 	// notices it lost its quorum and steps down.
 	c.Network().Isolate(cut)
+	const tries = 200
 	var stale int
-	for i := 0; i < 200; i++ {
+	for i := range tries {
 		st, ok := c.PeerStatus(cut, firstRegionID)
 		if !ok || st.LeaderID != peer.Id {
 			break
@@ -243,7 +244,7 @@ func TestSnapshotApplyCrashLongerOldLog(t *testing.T) {
 			t.Fatalf("after restart the store lacks k%02d", i)
 		}
 	}
-	for i := range stale {
+	for i := range tries {
 		key := []byte(fmt.Sprintf("stale%03d", i))
 		for _, id := range c.StoreIDs() {
 			if _, ok := c.EngineGet(id, key); ok {
