@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/regionkv/regionkv/kv/engine"
-	"github.com/regionkv/regionkv/proto/metapb"
 	"github.com/regionkv/regionkv/proto/raft_cmdpb"
 	rspb "github.com/regionkv/regionkv/proto/raft_serverpb"
 	"github.com/regionkv/regionkv/raftstore"
@@ -163,13 +162,7 @@ func TestSnapshotApplyCrashLongerOldLog(t *testing.T) {
 		}
 		return nil
 	})
-	region := c.RegionOf([]byte("old"))
-	var peer *metapb.Peer
-	for _, p := range region.Peers {
-		if p.StoreId == cut {
-			peer = p
-		}
-	}
+	peer := peerOn(c, firstRegionID, cut)
 	// Entries only the cut-off leader has: one proposal per round, until it
 	// notices it lost its quorum and steps down.
 	c.Network().Isolate(cut)
@@ -180,10 +173,8 @@ func TestSnapshotApplyCrashLongerOldLog(t *testing.T) {
 		if !ok || st.LeaderID != peer.Id {
 			break
 		}
-		req := &raft_cmdpb.RaftCmdRequest{Header: header(region, peer), Requests: []*raft_cmdpb.Request{{
-			CmdType: raft_cmdpb.CmdType_Put,
-			Put:     &raft_cmdpb.PutRequest{Cf: engine.CFDefault, Key: []byte(fmt.Sprintf("stale%03d", i)), Value: []byte("never")},
-		}}}
+		req := &raft_cmdpb.RaftCmdRequest{Header: header(leader.Region, peer),
+			Requests: []*raft_cmdpb.Request{putReq(fmt.Sprintf("stale%03d", i), "never")}}
 		if c.Store(cut).Propose(req, func(raftstore.Result) {}) == nil {
 			stale++
 		}
